@@ -1,0 +1,11 @@
+//! What edge and processor share: the raw envelope, its Avro codec through a
+//! Confluent-compatible schema registry, Kafka trace-context helpers and
+//! telemetry set-up. Nothing else lives here.
+
+pub mod defaults;
+pub mod envelope;
+pub mod registry;
+pub mod telemetry;
+
+pub use envelope::RawEnvelope;
+pub use registry::{DecodeError, RegisteredCodec, RegistryError, SchemaRegistry};

@@ -1,0 +1,193 @@
+//! Avro in the Confluent wire format (magic byte 0, 4-byte big-endian schema id,
+//! Avro datum) through any Confluent-compatible schema registry.
+//!
+//! Encoding pins the schema id once at start-up, so the hot path is a plain
+//! datum write with no lock and no registry call. Decoding resolves ids through
+//! `schema_registry_converter`'s `AvroDecoder`, which caches schemas by id.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apache_avro::Schema;
+use apache_avro::types::Value;
+use schema_registry_converter::async_impl::avro::AvroDecoder;
+use schema_registry_converter::async_impl::schema_registry::{SrSettings, get_all_subjects, post_schema};
+use schema_registry_converter::error::SRCError;
+use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
+
+/// Registry calls bounded so a hung registry turns into an error, not a stall.
+const REGISTRY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Failure talking to the registry or preparing a schema.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The registry URL could not be used to build a client.
+    #[error("invalid schema registry settings: {0}")]
+    Settings(String),
+    /// The schema text is not valid Avro.
+    #[error("schema for subject {subject} is not valid Avro: {source}")]
+    Schema {
+        /// Subject the schema was meant for.
+        subject: String,
+        /// Parser error.
+        source: Box<apache_avro::Error>,
+    },
+    /// The registry refused or could not be reached.
+    #[error("schema registry call failed: {0}")]
+    Call(String),
+}
+
+/// Why a Kafka value could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The bytes are not a Confluent-framed Avro datum or do not match their schema:
+    /// retrying cannot help, so the record belongs in the dead-letter topic.
+    #[error("poison: {0}")]
+    Poison(String),
+    /// The registry could not be reached; retry later without skipping the record.
+    #[error("transient: {0}")]
+    Transient(String),
+}
+
+impl DecodeError {
+    /// A short, bounded label for metrics and DLQ headers.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::Poison(_) => "undecodable",
+            DecodeError::Transient(_) => "registry_unavailable",
+        }
+    }
+}
+
+/// A Confluent-compatible schema registry client.
+#[derive(Clone)]
+pub struct SchemaRegistry {
+    settings: SrSettings,
+    url: String,
+    decoder: Arc<AvroDecoder>,
+}
+
+impl std::fmt::Debug for SchemaRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaRegistry").field("url", &self.url).finish()
+    }
+}
+
+impl SchemaRegistry {
+    /// A client for the registry at `url` (for Apicurio, its `/apis/ccompat/v7` base).
+    pub fn new(url: &str) -> Result<Self, RegistryError> {
+        let settings = SrSettings::new_builder(url.trim_end_matches('/').to_string())
+            .set_timeout(REGISTRY_TIMEOUT)
+            .no_proxy()
+            .build()
+            .map_err(|e| RegistryError::Settings(e.to_string()))?;
+        Ok(SchemaRegistry {
+            decoder: Arc::new(AvroDecoder::new(settings.clone())),
+            settings,
+            url: url.to_string(),
+        })
+    }
+
+    /// Registers `schema` under `subject` (a no-op when the registry already has it),
+    /// asks for BACKWARD compatibility on the subject, and returns a codec pinned to the id.
+    pub async fn register(&self, subject: &str, schema: &str) -> Result<RegisteredCodec, RegistryError> {
+        let parsed = Schema::parse_str(schema).map_err(|e| RegistryError::Schema {
+            subject: subject.to_string(),
+            source: Box::new(e),
+        })?;
+        let registered = post_schema(
+            &self.settings,
+            subject.to_string(),
+            SuppliedSchema::new(None, SchemaType::Avro, schema.to_string()),
+        )
+        .await
+        .map_err(|e| RegistryError::Call(format!("register {subject}: {e}")))?;
+        self.set_backward_compatibility(subject).await;
+        Ok(RegisteredCodec {
+            id: registered.id,
+            schema: Arc::new(parsed),
+        })
+    }
+
+    /// Best effort: Confluent and Apicurio default to BACKWARD already, so a registry
+    /// that refuses the call is logged, not fatal.
+    async fn set_backward_compatibility(&self, subject: &str) {
+        let url = format!("{}/config/{subject}", self.url.trim_end_matches('/'));
+        let result = reqwest::Client::new()
+            .put(&url)
+            .timeout(REGISTRY_TIMEOUT)
+            .header("content-type", "application/vnd.schemaregistry.v1+json")
+            .body(r#"{"compatibility":"BACKWARD"}"#)
+            .send()
+            .await;
+        match result {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => tracing::warn!(message = "Registry refused to set BACKWARD compatibility.", subject, status = %r.status()),
+            Err(error) => tracing::warn!(message = "Could not set BACKWARD compatibility.", subject, %error),
+        }
+    }
+
+    /// Whether the registry answers (readiness probes).
+    pub async fn check(&self) -> Result<(), RegistryError> {
+        get_all_subjects(&self.settings)
+            .await
+            .map(|_| ())
+            .map_err(|e| RegistryError::Call(e.to_string()))
+    }
+
+    /// Decodes a Confluent-framed Avro value with the writer's schema, fetched by id and cached.
+    pub async fn decode(&self, bytes: &[u8]) -> Result<Value, DecodeError> {
+        // Checked here so hostile input never reaches a slice of the 5-byte header.
+        if bytes.len() < 5 || bytes[0] != 0 {
+            return Err(DecodeError::Poison(format!(
+                "not Confluent wire format ({} bytes, first byte {:?})",
+                bytes.len(),
+                bytes.first()
+            )));
+        }
+        self.decoder
+            .decode(Some(bytes))
+            .await
+            .map(|r| r.value)
+            .map_err(classify)
+    }
+}
+
+fn classify(e: SRCError) -> DecodeError {
+    if e.retriable {
+        DecodeError::Transient(e.to_string())
+    } else {
+        DecodeError::Poison(e.to_string())
+    }
+}
+
+/// Encodes values of one schema, pinned to the id the registry gave it.
+#[derive(Clone, Debug)]
+pub struct RegisteredCodec {
+    id: u32,
+    schema: Arc<Schema>,
+}
+
+impl RegisteredCodec {
+    /// The registry's id for this schema.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The parsed schema.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Confluent wire format: magic byte, schema id, Avro datum.
+    pub fn encode(&self, value: Value) -> Result<Vec<u8>, apache_avro::Error> {
+        let datum = apache_avro::writer::datum::GenericDatumWriter::builder(&self.schema)
+            .build()?
+            .write_value_to_vec(value)?;
+        let mut out = Vec::with_capacity(5 + datum.len());
+        out.push(0);
+        out.extend_from_slice(&self.id.to_be_bytes());
+        out.extend_from_slice(&datum);
+        Ok(out)
+    }
+}

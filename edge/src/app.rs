@@ -1,0 +1,126 @@
+//! Start-up: verifiers from configuration, schema registration, the producer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bridge_core::{SchemaRegistry, defaults, envelope::RAW_ENVELOPE_SCHEMA};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::producer::{self, ProducerSettings};
+use crate::routes::App;
+use crate::verify::{
+    HealthKitVerifier, OuraVerifier, PolarVerifier, TerraVerifier, Verifier, WhoopVerifier,
+};
+
+/// Builds the shared application state, registering the envelope schema first.
+pub async fn build(config: &Config) -> anyhow::Result<App> {
+    let (verifiers, oura) = verifiers(config);
+    for vendor in ["oura", "whoop", "terra", "polar", "healthkit"] {
+        if !verifiers.contains_key(vendor) {
+            tracing::warn!(
+                message = "Vendor has no secret configured; its route answers 404.",
+                vendor
+            );
+        }
+    }
+    let registry = SchemaRegistry::new(&config.schema_registry_url)
+        .context("SCHEMA_REGISTRY_URL")?;
+    let subject = defaults::value_subject(&config.raw_topic);
+    let codec = register_with_retry(&registry, &subject).await;
+    tracing::info!(message = "Envelope schema registered.", subject, id = codec.id());
+
+    let producer = producer::build(&ProducerSettings {
+        bootstrap_servers: config.kafka_bootstrap_servers.clone(),
+        delivery_timeout: config.produce_timeout,
+        linger: config.kafka_linger,
+    })
+    .context("KAFKA_BOOTSTRAP_SERVERS: cannot create producer")?;
+
+    Ok(App {
+        verifiers,
+        oura,
+        producer,
+        codec,
+        registry,
+        topic: config.raw_topic.clone(),
+        produce_timeout: config.produce_timeout,
+        retry_after_secs: config.retry_after_secs,
+        max_body_bytes: config.max_body_bytes,
+        instance_id: config.instance_id.clone().unwrap_or_else(hostname),
+        metrics: Metrics::new(),
+    })
+}
+
+type Verifiers = (HashMap<String, Arc<dyn Verifier>>, Option<Arc<OuraVerifier>>);
+
+fn verifiers(config: &Config) -> Verifiers {
+    let tolerance = config.signature_tolerance;
+    let mut map: HashMap<String, Arc<dyn Verifier>> = HashMap::new();
+    let mut oura = None;
+    let secrets = Config::keys(&config.oura_client_secret);
+    if !secrets.is_empty() {
+        let v = Arc::new(OuraVerifier::new(
+            secrets,
+            config.oura_signature_tolerance.unwrap_or(tolerance),
+            config.oura_verification_token.clone(),
+        ));
+        oura = Some(v.clone());
+        map.insert("oura".into(), v);
+    }
+    let secrets = Config::keys(&config.whoop_client_secret);
+    if !secrets.is_empty() {
+        map.insert(
+            "whoop".into(),
+            Arc::new(WhoopVerifier::new(
+                secrets,
+                config.whoop_signature_tolerance.unwrap_or(tolerance),
+            )),
+        );
+    }
+    let secrets = Config::keys(&config.terra_signing_secret);
+    if !secrets.is_empty() {
+        map.insert(
+            "terra".into(),
+            Arc::new(TerraVerifier::new(
+                secrets,
+                config.terra_signature_tolerance.unwrap_or(tolerance),
+            )),
+        );
+    }
+    let secrets = Config::keys(&config.polar_signature_secret);
+    if !secrets.is_empty() {
+        map.insert("polar".into(), Arc::new(PolarVerifier::new(secrets)));
+    }
+    let keys = config.healthkit_keys();
+    if !keys.is_empty() {
+        map.insert("healthkit".into(), Arc::new(HealthKitVerifier::new(keys)));
+    }
+    (map, oura)
+}
+
+/// The edge cannot encode without a schema id, so it waits for the registry rather
+/// than exit; a supervisor restart loop would only add noise.
+async fn register_with_retry(registry: &SchemaRegistry, subject: &str) -> bridge_core::RegisteredCodec {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match registry.register(subject, RAW_ENVELOPE_SCHEMA).await {
+            Ok(codec) => return codec,
+            Err(error) => {
+                tracing::warn!(message = "Schema registry not ready; retrying.", %error, retry_in = ?delay);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "edge".to_string())
+}

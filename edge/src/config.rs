@@ -1,0 +1,159 @@
+//! Edge configuration, from the environment (every field names its variable).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bridge_core::defaults;
+use clap::Parser;
+
+/// Everything the edge reads at start. Secrets are comma-separated lists: during a
+/// rotation both the old and the new secret are active, and either may sign.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "edge", version, about = "Authenticates vendor webhooks and appends them untouched to Kafka.")]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "EDGE_LISTEN_ADDR", default_value = "0.0.0.0:8088")]
+    pub listen_addr: SocketAddr,
+
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = defaults::KAFKA_BOOTSTRAP_SERVERS)]
+    pub kafka_bootstrap_servers: String,
+
+    /// Confluent-compatible schema registry base URL.
+    #[arg(long, env = "SCHEMA_REGISTRY_URL", default_value = defaults::SCHEMA_REGISTRY_URL)]
+    pub schema_registry_url: String,
+
+    /// Topic raw envelopes are appended to.
+    #[arg(long, env = "RAW_TOPIC", default_value = defaults::RAW_TOPIC)]
+    pub raw_topic: String,
+
+    /// Oura OAuth client secret(s); signs `x-oura-signature`. Unset disables `/webhooks/oura`.
+    #[arg(long, env = "OURA_CLIENT_SECRET", value_delimiter = ',', hide_env_values = true)]
+    pub oura_client_secret: Vec<String>,
+
+    /// Token Oura echoes in the subscription handshake (`GET /webhooks/oura?verification_token=…`).
+    #[arg(long, env = "OURA_VERIFICATION_TOKEN", hide_env_values = true)]
+    pub oura_verification_token: Option<String>,
+
+    /// WHOOP OAuth client secret(s); signs `X-WHOOP-Signature`. Unset disables `/webhooks/whoop`.
+    #[arg(long, env = "WHOOP_CLIENT_SECRET", value_delimiter = ',', hide_env_values = true)]
+    pub whoop_client_secret: Vec<String>,
+
+    /// Terra destination signing secret(s). Unset disables `/webhooks/terra`.
+    #[arg(long, env = "TERRA_SIGNING_SECRET", value_delimiter = ',', hide_env_values = true)]
+    pub terra_signing_secret: Vec<String>,
+
+    /// Polar AccessLink `signature_secret_key`(s). Unset disables `/webhooks/polar`.
+    #[arg(long, env = "POLAR_SIGNATURE_SECRET", value_delimiter = ',', hide_env_values = true)]
+    pub polar_signature_secret: Vec<String>,
+
+    /// Health Auto Export API keys as `user_id=api_key` pairs. Unset disables `/webhooks/healthkit`.
+    #[arg(long, env = "HEALTHKIT_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub healthkit_api_keys: Vec<String>,
+
+    /// Accepted clock skew for signed timestamps, both directions (Terra's SDK uses 300 s).
+    #[arg(long, env = "SIGNATURE_TOLERANCE", default_value = "300s", value_parser = humantime::parse_duration)]
+    pub signature_tolerance: Duration,
+
+    /// Per-vendor override of the tolerance for Oura.
+    #[arg(long, env = "OURA_SIGNATURE_TOLERANCE", value_parser = humantime::parse_duration)]
+    pub oura_signature_tolerance: Option<Duration>,
+
+    /// Per-vendor override of the tolerance for WHOOP.
+    #[arg(long, env = "WHOOP_SIGNATURE_TOLERANCE", value_parser = humantime::parse_duration)]
+    pub whoop_signature_tolerance: Option<Duration>,
+
+    /// Per-vendor override of the tolerance for Terra.
+    #[arg(long, env = "TERRA_SIGNATURE_TOLERANCE", value_parser = humantime::parse_duration)]
+    pub terra_signature_tolerance: Option<Duration>,
+
+    /// Largest accepted body; larger requests get 413 (Hookdeck allows 10 MiB; vendor
+    /// webhooks here are a few KiB, Health Auto Export batches well under 1 MiB).
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: u64,
+
+    /// How long a request may wait for Kafka's acknowledgement before it gets 503.
+    /// Below Terra's ~8 s delivery window so the vendor sees our 503, not its own timeout.
+    #[arg(long, env = "PRODUCE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub produce_timeout: Duration,
+
+    /// `Retry-After` seconds sent with 503.
+    #[arg(long, env = "RETRY_AFTER_SECS", default_value_t = 5)]
+    pub retry_after_secs: u32,
+
+    /// How long SIGTERM waits for in-flight requests and the producer flush.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Name recorded in each envelope's `edge_instance`; defaults to the host name.
+    #[arg(long, env = "EDGE_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
+    /// librdkafka `linger.ms`: how long the producer waits to fill a batch.
+    #[arg(long, env = "KAFKA_LINGER", default_value = "5ms", value_parser = humantime::parse_duration)]
+    pub kafka_linger: Duration,
+}
+
+/// A configuration value that cannot work, naming its variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    /// Environment variable at fault.
+    pub var: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl Config {
+    /// Cross-field and format checks that clap cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for pair in &self.healthkit_api_keys {
+            match pair.split_once('=') {
+                Some((user, key)) if !user.trim().is_empty() && !key.trim().is_empty() => {}
+                _ => {
+                    return Err(ConfigError {
+                        var: "HEALTHKIT_API_KEYS",
+                        message: "expected comma-separated user_id=api_key pairs".into(),
+                    });
+                }
+            }
+        }
+        if self.oura_verification_token.is_some() && self.oura_client_secret.is_empty() {
+            return Err(ConfigError {
+                var: "OURA_CLIENT_SECRET",
+                message: "OURA_VERIFICATION_TOKEN is set but no client secret to verify deliveries".into(),
+            });
+        }
+        if self.produce_timeout < Duration::from_millis(100) {
+            return Err(ConfigError {
+                var: "PRODUCE_TIMEOUT",
+                message: "must be at least 100ms".into(),
+            });
+        }
+        if self.raw_topic.is_empty() {
+            return Err(ConfigError {
+                var: "RAW_TOPIC",
+                message: "must not be empty".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Secrets as key bytes, empty entries dropped (a trailing comma is not a secret).
+    pub fn keys(list: &[String]) -> Vec<Vec<u8>> {
+        list.iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| s.as_bytes().to_vec())
+            .collect()
+    }
+
+    /// HealthKit `(user_id, api_key)` pairs.
+    pub fn healthkit_keys(&self) -> Vec<(String, String)> {
+        self.healthkit_api_keys
+            .iter()
+            .filter_map(|p| p.split_once('='))
+            .map(|(u, k)| (u.trim().to_string(), k.trim().to_string()))
+            .collect()
+    }
+}

@@ -1,0 +1,8 @@
+//! Biometric Bridge edge: authenticate vendor webhooks, append them untouched to Kafka.
+
+pub mod app;
+pub mod config;
+pub mod metrics;
+pub mod producer;
+pub mod routes;
+pub mod verify;

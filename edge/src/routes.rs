@@ -1,0 +1,344 @@
+//! HTTP routes: `/webhooks/{vendor}`, `/health`, `/ready`, `/metrics`.
+//!
+//! Every answer is JSON with a short message; details go to the log, never to the caller.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bridge_core::{RawEnvelope, RegisteredCodec, SchemaRegistry};
+use bytes::{Buf, BytesMut};
+use futures::{Stream, StreamExt};
+use http::{HeaderMap, Method, StatusCode};
+use rdkafka::producer::FutureProducer;
+use tracing::Instrument;
+use warp::Filter;
+use warp::reply::Response;
+
+use crate::metrics::Metrics;
+use crate::producer;
+use crate::verify::{OuraVerifier, Request, Verified, Verifier};
+
+/// Everything a request handler needs, shared by all connections.
+pub struct App {
+    /// Verifier per vendor route name; a vendor absent here answers 404.
+    pub verifiers: HashMap<String, Arc<dyn Verifier>>,
+    /// Oura's verifier again, for the subscription handshake (GET).
+    pub oura: Option<Arc<OuraVerifier>>,
+    /// Idempotent `acks=all` producer.
+    pub producer: FutureProducer,
+    /// Envelope codec pinned to the registry id.
+    pub codec: RegisteredCodec,
+    /// Registry client, for `/ready`.
+    pub registry: SchemaRegistry,
+    /// Raw topic.
+    pub topic: String,
+    /// Wait for an acknowledgement at most this long.
+    pub produce_timeout: Duration,
+    /// `Retry-After` on 503.
+    pub retry_after_secs: u32,
+    /// Body size limit.
+    pub max_body_bytes: u64,
+    /// Recorded in each envelope.
+    pub instance_id: String,
+    /// Telemetry.
+    pub metrics: Metrics,
+}
+
+/// All routes of the edge.
+pub fn routes(
+    app: Arc<App>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    let with_app = {
+        let app = app.clone();
+        warp::any().map(move || app.clone())
+    };
+    let health = warp::path!("health")
+        .and(warp::get())
+        .map(|| json(StatusCode::OK, r#"{"status":"ok"}"#));
+    let ready = warp::path!("ready")
+        .and(warp::get())
+        .and(with_app.clone())
+        .then(ready);
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_app.clone())
+        .map(|app: Arc<App>| {
+            let mut r = Response::new(app.metrics.encode().into());
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        });
+    let webhook = warp::path!("webhooks" / String)
+        .and(warp::method())
+        .and(warp::header::headers_cloned())
+        .and(
+            warp::query::raw()
+                .map(Some)
+                .or(warp::any().map(|| None))
+                .unify(),
+        )
+        .and(warp::body::stream())
+        .and(with_app)
+        .then(
+            |vendor: String, method, headers, query, body, app: Arc<App>| async move {
+                let started = Instant::now();
+                let _in_flight = app.metrics.in_flight();
+                let span = tracing::info_span!("webhook", vendor = %vendor);
+                let response = handle(&app, &vendor, method, headers, query, body)
+                    .instrument(span)
+                    .await;
+                let label = if app.verifiers.contains_key(&vendor) {
+                    vendor.as_str()
+                } else {
+                    "unknown"
+                };
+                app.metrics.request_done(
+                    label,
+                    response.status().as_u16(),
+                    started.elapsed().as_secs_f64(),
+                );
+                response
+            },
+        );
+    health
+        .or(ready)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(webhook)
+        .unify()
+        .recover(|rejection: warp::Rejection| async move {
+            let (status, message) = if rejection.is_not_found() {
+                (StatusCode::NOT_FOUND, "not found")
+            } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+                (StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            } else {
+                (StatusCode::BAD_REQUEST, "bad request")
+            };
+            Ok::<_, Infallible>(error(status, message))
+        })
+        .unify()
+}
+
+async fn ready(app: Arc<App>) -> Response {
+    let (kafka, registry) = tokio::join!(
+        producer::reachable(&app.producer, &app.topic, Duration::from_secs(2)),
+        app.registry.check()
+    );
+    let registry = registry.is_ok();
+    let body = format!(r#"{{"kafka":{kafka},"schema_registry":{registry}}}"#);
+    let status = if kafka && registry {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json(status, &body)
+}
+
+async fn handle<S, B>(
+    app: &App,
+    vendor: &str,
+    method: Method,
+    headers: HeaderMap,
+    query: Option<String>,
+    body: S,
+) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let Some(verifier) = app.verifiers.get(vendor) else {
+        app.metrics.rejected("unknown", "unknown_vendor");
+        return error(StatusCode::NOT_FOUND, "unknown vendor");
+    };
+    if method == Method::GET && vendor == "oura" {
+        return oura_handshake(app, query.as_deref());
+    }
+    if method != Method::POST {
+        app.metrics.rejected(vendor, "method");
+        return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    }
+    let body = match read_body(&headers, body, app.max_body_bytes).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            app.metrics.rejected(vendor, "too_large");
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+        }
+        Err(BodyError::Read) => {
+            app.metrics.rejected(vendor, "body_read");
+            return error(StatusCode::BAD_REQUEST, "could not read body");
+        }
+    };
+    let now = unix_now();
+    let request = Request {
+        headers: &headers,
+        query: query.as_deref(),
+        body: &body,
+        now,
+    };
+    let principal = match verifier.verify(&request) {
+        Ok(Verified::Accept { principal }) => principal,
+        Ok(Verified::Ping) => return json(StatusCode::OK, r#"{"status":"ok"}"#),
+        Err(e) => {
+            app.metrics.rejected(vendor, e.reason());
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+            return error(status, &e.to_string());
+        }
+    };
+    let key = verifier
+        .partition_key(&request, principal.as_deref())
+        .unwrap_or_else(|| format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&body)));
+
+    let event_id = uuid::Uuid::now_v7().to_string();
+    let span = tracing::Span::current();
+    if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+        bridge_core::telemetry::set_parent(&span, tp);
+    }
+    let traceparent = bridge_core::telemetry::traceparent(&span).or_else(|| {
+        headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    });
+    let mut kept = HashMap::new();
+    for name in verifier.kept_headers() {
+        if let Some(v) = headers.get(*name).and_then(|v| v.to_str().ok()) {
+            kept.insert((*name).to_string(), v.to_string());
+        }
+    }
+    if let Some(tp) = &traceparent {
+        kept.insert("traceparent".into(), tp.clone());
+    }
+    let envelope = RawEnvelope {
+        event_id: event_id.clone(),
+        vendor: vendor.to_string(),
+        received_at_micros: now_micros(),
+        headers: kept,
+        query,
+        principal,
+        content_type: headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        body: body.to_vec(),
+        edge_instance: app.instance_id.clone(),
+    };
+    let payload = match app.codec.encode(envelope.into_avro()) {
+        Ok(p) => p,
+        Err(e) => {
+            // The schema is ours and fixed: failing here is a bug, not bad input.
+            tracing::error!(message = "Failed to encode envelope.", error = %e, vendor);
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        }
+    };
+    let produce_started = Instant::now();
+    match producer::append(
+        &app.producer,
+        &app.topic,
+        key.as_bytes(),
+        &payload,
+        traceparent.as_deref(),
+        app.produce_timeout,
+    )
+    .await
+    {
+        Ok(_) => {
+            app.metrics
+                .produced(produce_started.elapsed().as_secs_f64());
+            json(StatusCode::ACCEPTED, &format!(r#"{{"id":"{event_id}"}}"#))
+        }
+        Err(e) => {
+            tracing::warn!(message = "Kafka did not take the record; answering 503.", error = %e, vendor);
+            app.metrics.rejected(vendor, e.reason());
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable");
+            r.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(app.retry_after_secs),
+            );
+            r
+        }
+    }
+}
+
+fn oura_handshake(app: &App, query: Option<&str>) -> Response {
+    let Some(oura) = &app.oura else {
+        return error(StatusCode::NOT_FOUND, "unknown vendor");
+    };
+    match oura.handshake(query.unwrap_or("")) {
+        Ok(challenge) => {
+            let body = serde_json::json!({ "challenge": challenge }).to_string();
+            json(StatusCode::OK, &body)
+        }
+        Err(e) => {
+            app.metrics.rejected("oura", e.reason());
+            error(StatusCode::UNAUTHORIZED, "verification token mismatch")
+        }
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    Read,
+}
+
+/// Refuses by Content-Length before reading, and stops reading at the limit for
+/// chunked bodies that did not announce their size.
+async fn read_body<S, B>(headers: &HeaderMap, mut body: S, max: u64) -> Result<bytes::Bytes, BodyError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let announced = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > max) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut buf = BytesMut::with_capacity(announced.unwrap_or(0).min(max) as usize);
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|_| BodyError::Read)?;
+        if (buf.len() + chunk.remaining()) as u64 > max {
+            return Err(BodyError::TooLarge);
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            buf.extend_from_slice(part);
+            chunk.advance(n);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+fn json(status: StatusCode, body: &str) -> Response {
+    let mut r = Response::new(body.to_string().into());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    json(status, &serde_json::json!({ "error": message }).to_string())
+}

@@ -1,0 +1,1 @@
+//! Redis delivery dedup (being written).

@@ -1,0 +1,224 @@
+//! The canonical data contract: one record per measure, canonical units.
+//!
+//! Every metric has exactly one unit ([`Metric::unit`]); normalizers convert into it.
+//! Vendor scores share the unit `score` and are never comparable across vendors.
+
+use chrono::{DateTime, Utc};
+
+/// A canonical metric. The string forms are the `readings.metric` values agents query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Metric {
+    /// Heart rate, beats per minute.
+    HeartRate,
+    /// Resting heart rate, beats per minute.
+    RestingHeartRate,
+    /// Heart rate variability as RMSSD, milliseconds. Never converted to or from SDNN.
+    HrvRmssd,
+    /// Heart rate variability as SDNN, milliseconds. Never converted to or from RMSSD.
+    HrvSdnn,
+    /// Respiratory rate, breaths per minute.
+    RespiratoryRate,
+    /// Blood oxygen saturation, percent 0–100.
+    OxygenSaturation,
+    /// Skin temperature relative to the vendor's personal baseline, degrees Celsius.
+    SkinTemperatureDeviation,
+    /// Absolute skin temperature, degrees Celsius.
+    SkinTemperature,
+    /// Absolute body temperature, degrees Celsius.
+    BodyTemperature,
+    /// Steps.
+    StepCount,
+    /// Active energy burned, kilocalories.
+    ActiveEnergy,
+    /// Total energy burned (active + basal), kilocalories.
+    TotalEnergy,
+    /// Basal energy burned, kilocalories.
+    BasalEnergy,
+    /// Distance, metres.
+    Distance,
+    /// Total sleep time, seconds.
+    SleepTotal,
+    /// Deep (N3 / slow-wave) sleep, seconds.
+    SleepDeep,
+    /// Light (N1+N2, Apple "core") sleep, seconds.
+    SleepLight,
+    /// REM sleep, seconds.
+    SleepRem,
+    /// Awake time within the sleep period, seconds.
+    SleepAwake,
+    /// Time in bed, seconds.
+    TimeInBed,
+    /// Sleep efficiency, percent 0–100.
+    SleepEfficiency,
+    /// Body mass, kilograms.
+    Weight,
+    /// VO2 max, mL/kg/min.
+    Vo2Max,
+    /// Workout duration, seconds (one per workout).
+    WorkoutDuration,
+    /// Vendor readiness score (Oura, Terra).
+    ReadinessScore,
+    /// Vendor recovery score (WHOOP, Terra).
+    RecoveryScore,
+    /// Vendor sleep score.
+    SleepScore,
+    /// Vendor activity score (Oura, Terra).
+    ActivityScore,
+    /// Vendor strain (WHOOP 0–21, Terra).
+    Strain,
+}
+
+impl Metric {
+    /// Every metric, for documentation and tests.
+    pub const ALL: [Metric; 29] = [
+        Metric::HeartRate,
+        Metric::RestingHeartRate,
+        Metric::HrvRmssd,
+        Metric::HrvSdnn,
+        Metric::RespiratoryRate,
+        Metric::OxygenSaturation,
+        Metric::SkinTemperatureDeviation,
+        Metric::SkinTemperature,
+        Metric::BodyTemperature,
+        Metric::StepCount,
+        Metric::ActiveEnergy,
+        Metric::TotalEnergy,
+        Metric::BasalEnergy,
+        Metric::Distance,
+        Metric::SleepTotal,
+        Metric::SleepDeep,
+        Metric::SleepLight,
+        Metric::SleepRem,
+        Metric::SleepAwake,
+        Metric::TimeInBed,
+        Metric::SleepEfficiency,
+        Metric::Weight,
+        Metric::Vo2Max,
+        Metric::WorkoutDuration,
+        Metric::ReadinessScore,
+        Metric::RecoveryScore,
+        Metric::SleepScore,
+        Metric::ActivityScore,
+        Metric::Strain,
+    ];
+
+    /// The name stored in `readings.metric`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::HeartRate => "heart_rate",
+            Metric::RestingHeartRate => "resting_heart_rate",
+            Metric::HrvRmssd => "hrv_rmssd",
+            Metric::HrvSdnn => "hrv_sdnn",
+            Metric::RespiratoryRate => "respiratory_rate",
+            Metric::OxygenSaturation => "oxygen_saturation",
+            Metric::SkinTemperatureDeviation => "skin_temperature_deviation",
+            Metric::SkinTemperature => "skin_temperature",
+            Metric::BodyTemperature => "body_temperature",
+            Metric::StepCount => "step_count",
+            Metric::ActiveEnergy => "active_energy",
+            Metric::TotalEnergy => "total_energy",
+            Metric::BasalEnergy => "basal_energy",
+            Metric::Distance => "distance",
+            Metric::SleepTotal => "sleep_total",
+            Metric::SleepDeep => "sleep_deep",
+            Metric::SleepLight => "sleep_light",
+            Metric::SleepRem => "sleep_rem",
+            Metric::SleepAwake => "sleep_awake",
+            Metric::TimeInBed => "time_in_bed",
+            Metric::SleepEfficiency => "sleep_efficiency",
+            Metric::Weight => "weight",
+            Metric::Vo2Max => "vo2_max",
+            Metric::WorkoutDuration => "workout_duration",
+            Metric::ReadinessScore => "readiness_score",
+            Metric::RecoveryScore => "recovery_score",
+            Metric::SleepScore => "sleep_score",
+            Metric::ActivityScore => "activity_score",
+            Metric::Strain => "strain",
+        }
+    }
+
+    /// The only unit this metric is stored in.
+    pub fn unit(self) -> &'static str {
+        use Metric::*;
+        match self {
+            HeartRate | RestingHeartRate => "bpm",
+            HrvRmssd | HrvSdnn => "ms",
+            RespiratoryRate => "breaths/min",
+            OxygenSaturation | SleepEfficiency => "%",
+            SkinTemperatureDeviation | SkinTemperature | BodyTemperature => "degC",
+            StepCount => "count",
+            ActiveEnergy | TotalEnergy | BasalEnergy => "kcal",
+            Distance => "m",
+            SleepTotal | SleepDeep | SleepLight | SleepRem | SleepAwake | TimeInBed
+            | WorkoutDuration => "s",
+            Weight => "kg",
+            Vo2Max => "mL/kg/min",
+            ReadinessScore | RecoveryScore | SleepScore | ActivityScore | Strain => "score",
+        }
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One canonical measurement. `start_time == end_time` for instants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    /// Our user id (see the README's user-id rules per vendor).
+    pub user_id: String,
+    /// Vendor the data came through (`terra`, `healthkit`, `oura`, `whoop`, …).
+    pub vendor: String,
+    /// What was measured.
+    pub metric: Metric,
+    /// Value in `metric.unit()`.
+    pub value: f64,
+    /// Start of the interval, or the instant.
+    pub start_time: DateTime<Utc>,
+    /// End of the interval; equals `start_time` for instants.
+    pub end_time: DateTime<Utc>,
+    /// The vendor's id of the document this came from (summary id, sleep id, workout id…).
+    pub source_record_id: String,
+    /// Device or app that produced it, when the vendor says (`OURA` via Terra, `Apple Watch`).
+    pub source: Option<String>,
+    /// Vendor recency for cumulative documents (Terra `x-terra-ordering-timestamp`, ms):
+    /// a row is only overwritten by a reading whose ordering is at least as high.
+    pub ordering: Option<i64>,
+}
+
+/// A deletion named by the vendor: every reading of that source record goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    /// Our user id.
+    pub user_id: String,
+    /// Vendor.
+    pub vendor: String,
+    /// The vendor's id of the deleted document.
+    pub source_record_id: String,
+}
+
+/// An account-level event (Terra auth/deauth/reauth…): no readings, recorded for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountEvent {
+    /// Our user id, when known.
+    pub user_id: Option<String>,
+    /// Vendor.
+    pub vendor: String,
+    /// Event kind as the vendor names it (`auth`, `deauth`, `user_reauth`, …).
+    pub kind: String,
+    /// Vendor's user id.
+    pub vendor_user_id: Option<String>,
+}
+
+/// Everything one raw webhook turns into.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Normalized {
+    /// Readings to upsert and publish.
+    pub readings: Vec<Reading>,
+    /// Records the vendor deleted.
+    pub tombstones: Vec<Tombstone>,
+    /// Account events.
+    pub account_events: Vec<AccountEvent>,
+}

@@ -1,0 +1,1 @@
+//! Vendor normalizers (being written).
