@@ -11,7 +11,9 @@ use std::time::Duration;
 use apache_avro::Schema;
 use apache_avro::types::Value;
 use schema_registry_converter::async_impl::avro::AvroDecoder;
-use schema_registry_converter::async_impl::schema_registry::{SrSettings, get_all_subjects, post_schema};
+use schema_registry_converter::async_impl::schema_registry::{
+    SrSettings, get_all_subjects, post_schema,
+};
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 
@@ -69,7 +71,9 @@ pub struct SchemaRegistry {
 
 impl std::fmt::Debug for SchemaRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SchemaRegistry").field("url", &self.url).finish()
+        f.debug_struct("SchemaRegistry")
+            .field("url", &self.url)
+            .finish()
     }
 }
 
@@ -90,7 +94,11 @@ impl SchemaRegistry {
 
     /// Registers `schema` under `subject` (a no-op when the registry already has it),
     /// asks for BACKWARD compatibility on the subject, and returns a codec pinned to the id.
-    pub async fn register(&self, subject: &str, schema: &str) -> Result<RegisteredCodec, RegistryError> {
+    pub async fn register(
+        &self,
+        subject: &str,
+        schema: &str,
+    ) -> Result<RegisteredCodec, RegistryError> {
         let parsed = Schema::parse_str(schema).map_err(|e| RegistryError::Schema {
             subject: subject.to_string(),
             source: Box::new(e),
@@ -122,8 +130,12 @@ impl SchemaRegistry {
             .await;
         match result {
             Ok(r) if r.status().is_success() => {}
-            Ok(r) => tracing::warn!(message = "Registry refused to set BACKWARD compatibility.", subject, status = %r.status()),
-            Err(error) => tracing::warn!(message = "Could not set BACKWARD compatibility.", subject, %error),
+            Ok(r) => {
+                tracing::warn!(message = "Registry refused to set BACKWARD compatibility.", subject, status = %r.status())
+            }
+            Err(error) => {
+                tracing::warn!(message = "Could not set BACKWARD compatibility.", subject, %error)
+            }
         }
     }
 

@@ -26,11 +26,15 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
             );
         }
     }
-    let registry = SchemaRegistry::new(&config.schema_registry_url)
-        .context("SCHEMA_REGISTRY_URL")?;
+    let registry =
+        SchemaRegistry::new(&config.schema_registry_url).context("SCHEMA_REGISTRY_URL")?;
     let subject = defaults::value_subject(&config.raw_topic);
     let codec = register_with_retry(&registry, &subject).await;
-    tracing::info!(message = "Envelope schema registered.", subject, id = codec.id());
+    tracing::info!(
+        message = "Envelope schema registered.",
+        subject,
+        id = codec.id()
+    );
 
     let producer = producer::build(&ProducerSettings {
         bootstrap_servers: config.kafka_bootstrap_servers.clone(),
@@ -54,7 +58,10 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     })
 }
 
-type Verifiers = (HashMap<String, Arc<dyn Verifier>>, Option<Arc<OuraVerifier>>);
+type Verifiers = (
+    HashMap<String, Arc<dyn Verifier>>,
+    Option<Arc<OuraVerifier>>,
+);
 
 fn verifiers(config: &Config) -> Verifiers {
     let tolerance = config.signature_tolerance;
@@ -103,7 +110,10 @@ fn verifiers(config: &Config) -> Verifiers {
 
 /// The edge cannot encode without a schema id, so it waits for the registry rather
 /// than exit; a supervisor restart loop would only add noise.
-async fn register_with_retry(registry: &SchemaRegistry, subject: &str) -> bridge_core::RegisteredCodec {
+async fn register_with_retry(
+    registry: &SchemaRegistry,
+    subject: &str,
+) -> bridge_core::RegisteredCodec {
     let mut delay = Duration::from_millis(250);
     loop {
         match registry.register(subject, RAW_ENVELOPE_SCHEMA).await {

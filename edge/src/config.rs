@@ -9,7 +9,11 @@ use clap::Parser;
 /// Everything the edge reads at start. Secrets are comma-separated lists: during a
 /// rotation both the old and the new secret are active, and either may sign.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "edge", version, about = "Authenticates vendor webhooks and appends them untouched to Kafka.")]
+#[command(
+    name = "edge",
+    version,
+    about = "Authenticates vendor webhooks and appends them untouched to Kafka."
+)]
 pub struct Config {
     /// Address the HTTP server listens on.
     #[arg(long, env = "EDGE_LISTEN_ADDR", default_value = "0.0.0.0:8088")]
@@ -28,7 +32,12 @@ pub struct Config {
     pub raw_topic: String,
 
     /// Oura OAuth client secret(s); signs `x-oura-signature`. Unset disables `/webhooks/oura`.
-    #[arg(long, env = "OURA_CLIENT_SECRET", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long,
+        env = "OURA_CLIENT_SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub oura_client_secret: Vec<String>,
 
     /// Token Oura echoes in the subscription handshake (`GET /webhooks/oura?verification_token=…`).
@@ -36,19 +45,39 @@ pub struct Config {
     pub oura_verification_token: Option<String>,
 
     /// WHOOP OAuth client secret(s); signs `X-WHOOP-Signature`. Unset disables `/webhooks/whoop`.
-    #[arg(long, env = "WHOOP_CLIENT_SECRET", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long,
+        env = "WHOOP_CLIENT_SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub whoop_client_secret: Vec<String>,
 
     /// Terra destination signing secret(s). Unset disables `/webhooks/terra`.
-    #[arg(long, env = "TERRA_SIGNING_SECRET", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long,
+        env = "TERRA_SIGNING_SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub terra_signing_secret: Vec<String>,
 
     /// Polar AccessLink `signature_secret_key`(s). Unset disables `/webhooks/polar`.
-    #[arg(long, env = "POLAR_SIGNATURE_SECRET", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long,
+        env = "POLAR_SIGNATURE_SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub polar_signature_secret: Vec<String>,
 
     /// Health Auto Export API keys as `user_id=api_key` pairs. Unset disables `/webhooks/healthkit`.
-    #[arg(long, env = "HEALTHKIT_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long,
+        env = "HEALTHKIT_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub healthkit_api_keys: Vec<String>,
 
     /// Accepted clock skew for signed timestamps, both directions (Terra's SDK uses 300 s).
@@ -121,7 +150,8 @@ impl Config {
         if self.oura_verification_token.is_some() && self.oura_client_secret.is_empty() {
             return Err(ConfigError {
                 var: "OURA_CLIENT_SECRET",
-                message: "OURA_VERIFICATION_TOKEN is set but no client secret to verify deliveries".into(),
+                message: "OURA_VERIFICATION_TOKEN is set but no client secret to verify deliveries"
+                    .into(),
             });
         }
         if self.produce_timeout < Duration::from_millis(100) {

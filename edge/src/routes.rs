@@ -287,7 +287,11 @@ enum BodyError {
 
 /// Refuses by Content-Length before reading, and stops reading at the limit for
 /// chunked bodies that did not announce their size.
-async fn read_body<S, B>(headers: &HeaderMap, mut body: S, max: u64) -> Result<bytes::Bytes, BodyError>
+async fn read_body<S, B>(
+    headers: &HeaderMap,
+    mut body: S,
+    max: u64,
+) -> Result<bytes::Bytes, BodyError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,

@@ -1,6 +1,11 @@
 //! Biometric Bridge processor: raw envelopes in, canonical readings out.
 
+pub mod config;
 pub mod dedup;
+pub mod metrics;
 pub mod model;
 pub mod normalize;
+pub mod pipeline;
+pub mod publish;
+pub mod service;
 pub mod sink;

@@ -1,0 +1,81 @@
+# biometric-bridge — developer entry points.
+#
+#   make stack-up | stack-down | stack-status | stack-reset   local services (scripts/stack, no Docker)
+#   make build        debug build of the workspace
+#   make lint         rustfmt check + clippy with warnings as errors
+#   make test         lint, stack-up, then the whole test suite against the stack
+#   make run          stack-up, release build, run edge + processor in the foreground (Ctrl-C stops both)
+#
+# Every variable below can be overridden from the environment or the command line,
+# e.g. `TEST_THREADS=1 make test` or `make test CARGO_TEST_ARGS=plumbing`.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+STACK ?= scripts/stack
+# Integration tests share one Kafka/Postgres/Redis on a 2-core machine: more
+# threads mostly add timeouts, not speed.
+TEST_THREADS ?= 2
+# Extra arguments for `cargo test` before `--` (e.g. a test-name filter or `-p edge`).
+CARGO_TEST_ARGS ?=
+
+# Connection settings of the local stack (same defaults as bridge-core/src/defaults.rs).
+KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
+SCHEMA_REGISTRY_URL ?= http://127.0.0.1:8081/apis/ccompat/v7
+DATABASE_URL ?= postgres://bridge:bridge@127.0.0.1:5432/bridge
+REDIS_URL ?= redis://127.0.0.1:6379
+export KAFKA_BOOTSTRAP_SERVERS SCHEMA_REGISTRY_URL DATABASE_URL REDIS_URL
+
+.PHONY: help stack-up stack-down stack-status stack-reset build lint fmt-check clippy test run \
+        bench bench-edge bench-processor demo
+
+help:
+	@echo "targets: stack-up stack-down stack-status stack-reset build lint test run"
+	@echo "         bench bench-edge bench-processor demo (not yet implemented)"
+
+# ---------------------------------------------------------------- local stack
+
+stack-up:
+	@$(STACK) up
+
+stack-down:
+	@$(STACK) down
+
+stack-status:
+	@$(STACK) status
+
+stack-reset:
+	@$(STACK) reset
+
+# ---------------------------------------------------------------- build, lint, test
+
+build:
+	$(CARGO) build --workspace
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+lint: fmt-check clippy
+
+# Prerequisites run in order (lint first: it fails fast, before any service starts).
+# The binaries are built first: integration tests run edge and processor as real processes.
+test: lint stack-up
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace --all-targets $(CARGO_TEST_ARGS) -- --test-threads=$(TEST_THREADS)
+
+# ---------------------------------------------------------------- run
+
+run: stack-up
+	$(CARGO) build --release -p edge -p processor
+	scripts/run
+
+# ---------------------------------------------------------------- not yet written
+
+# Each calls scripts/<target> once that script exists.
+bench bench-edge bench-processor demo:
+	@if [[ -x scripts/$@ ]]; then exec scripts/$@; fi; \
+	 echo "make $@: not yet implemented (scripts/$@ does not exist)" >&2; exit 1

@@ -1,0 +1,515 @@
+//! The consume → decode → dedup → normalize → upsert → publish → store-offset loop.
+//!
+//! Batches are taken in offset order from all assigned partitions. A batch's offsets
+//! are stored only after its rows are committed in PostgreSQL and its readings and
+//! dead letters are acknowledged by Kafka; librdkafka's auto-commit then commits what
+//! was stored (and commits it on revoke, so rebalance and shutdown share one path).
+//! Deterministic failures go to the DLQ and the offset moves on; transient failures
+//! (registry, PostgreSQL, Kafka publish) are retried with backoff without storing
+//! anything past them. Those dependencies are shared by every partition, so a retry
+//! pauses this replica as a whole rather than one partition.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bridge_core::{DecodeError, RawEnvelope, RegisteredCodec, SchemaRegistry};
+use chrono::{DateTime, Utc};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{ClientContext, Statistics};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::dedup::Dedup;
+use crate::metrics::Metrics;
+use crate::normalize;
+use crate::publish::{self, DeadLetter, Provenance};
+use crate::sink::Batch;
+use crate::sink::postgres::PgSink;
+
+/// Consumer context that turns librdkafka statistics into the per-partition lag gauge
+/// (no extra broker round trips: librdkafka already tracks the high watermark).
+pub struct LagContext {
+    /// Where the gauge lives.
+    pub metrics: Arc<Metrics>,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        for topic in statistics.topics.values() {
+            for (partition, p) in &topic.partitions {
+                // -1 is librdkafka's internal unassigned partition; lag -1 means unknown.
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics.lag(*partition, p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
+/// Batch limits.
+#[derive(Debug, Clone)]
+pub struct BatchLimits {
+    /// Most records.
+    pub max_records: usize,
+    /// Most payload bytes.
+    pub max_bytes: usize,
+    /// Longest wait after the first record.
+    pub max_wait: Duration,
+}
+
+/// Topics the pipeline reads and writes.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// Raw envelopes (consumed).
+    pub raw: String,
+    /// Canonical readings (published).
+    pub readings: String,
+    /// Dead letters (published).
+    pub dlq: String,
+}
+
+/// The running pipeline's parts.
+pub struct Pipeline {
+    /// Subscribed consumer.
+    pub consumer: Arc<StreamConsumer<LagContext>>,
+    /// Registry client (envelope decoding).
+    pub registry: SchemaRegistry,
+    /// Reading codec pinned to its registry id.
+    pub readings_codec: RegisteredCodec,
+    /// Producer for readings and dead letters.
+    pub producer: FutureProducer,
+    /// PostgreSQL.
+    pub sink: PgSink,
+    /// Redis filter; `None` runs on PostgreSQL keys alone.
+    pub dedup: Option<Dedup>,
+    /// Topics.
+    pub topics: Topics,
+    /// Batch limits.
+    pub limits: BatchLimits,
+    /// Bound on finishing the in-flight batch after shutdown was requested.
+    pub drain_timeout: Duration,
+    /// Telemetry.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Why a batch did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// Shutdown came and the drain bound passed while a stage was still retrying.
+    #[error("drain timeout passed while retrying {0}")]
+    Aborted(&'static str),
+}
+
+struct Decoded {
+    msg: OwnedMessage,
+    result: Result<RawEnvelope, DeadLetterReason>,
+}
+
+/// One envelope that normalized cleanly.
+struct Item<'a> {
+    msg: &'a OwnedMessage,
+    env: &'a RawEnvelope,
+    key: Option<String>,
+    normalized: crate::model::Normalized,
+}
+
+impl Item<'_> {
+    fn batch(items: &[Item<'_>]) -> Batch {
+        let mut batch = Batch::default();
+        for item in items {
+            let received = DateTime::<Utc>::from_timestamp_micros(item.env.received_at_micros)
+                .unwrap_or_default();
+            batch.push(&item.env.event_id, received, item.normalized.clone());
+        }
+        batch
+    }
+}
+
+struct DeadLetterReason {
+    reason: &'static str,
+    detail: String,
+}
+
+impl Pipeline {
+    /// Runs until `shutdown` is cancelled, then drains the in-flight batch (bounded by
+    /// the drain timeout), commits stored offsets and returns.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        loop {
+            let batch = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                batch = self.collect() => batch,
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            let started = Instant::now();
+            let n = batch.len();
+            let deadline = {
+                let shutdown = shutdown.clone();
+                let drain = self.drain_timeout;
+                async move {
+                    shutdown.cancelled().await;
+                    tokio::time::sleep(drain).await;
+                }
+            };
+            match self.process(batch, deadline).await {
+                Ok(offsets) => {
+                    self.store_offsets(&offsets);
+                    self.metrics.batch_done(n, started.elapsed().as_secs_f64());
+                }
+                Err(error) => {
+                    tracing::error!(message = "Batch abandoned at shutdown; it will be redelivered.", %error, records = n);
+                    break;
+                }
+            }
+        }
+        // Stored offsets are committed now rather than at the next auto-commit tick.
+        if let Err(error) = self
+            .consumer
+            .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+        {
+            tracing::warn!(message = "Final offset commit failed; uncommitted records will be redelivered.", %error);
+        }
+        tracing::info!(message = "Pipeline stopped.");
+        Ok(())
+    }
+
+    /// Waits for one record, then gathers more until a limit is hit.
+    async fn collect(&self) -> Vec<OwnedMessage> {
+        let mut batch = Vec::new();
+        let mut bytes = 0usize;
+        let first = loop {
+            match self.consumer.recv().await {
+                Ok(m) => break m.detach(),
+                Err(error) => {
+                    tracing::warn!(message = "Kafka consume error.", %error);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        bytes += first.payload().map_or(0, <[u8]>::len);
+        batch.push(first);
+        let deadline = tokio::time::Instant::now() + self.limits.max_wait;
+        while batch.len() < self.limits.max_records && bytes < self.limits.max_bytes {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(Ok(m)) => {
+                    bytes += m.payload().map_or(0, <[u8]>::len);
+                    batch.push(m.detach());
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(message = "Kafka consume error.", %error);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        batch
+    }
+
+    /// Processes one batch; returns the next offset to store per partition.
+    async fn process(
+        &self,
+        batch: Vec<OwnedMessage>,
+        deadline: impl Future<Output = ()>,
+    ) -> Result<HashMap<i32, i64>, BatchError> {
+        tokio::pin!(deadline);
+        let mut offsets = HashMap::new();
+        for m in &batch {
+            let next = offsets.entry(m.partition()).or_insert(m.offset() + 1);
+            *next = (*next).max(m.offset() + 1);
+        }
+
+        // 1. Decode. Registry outages retry; bad bytes become dead letters.
+        let mut decoded = Vec::with_capacity(batch.len());
+        for msg in batch {
+            let payload = msg.payload().unwrap_or_default().to_vec();
+            let value = retry(&self.metrics, "decode", &mut deadline, || async {
+                match self.registry.decode(&payload).await {
+                    Err(DecodeError::Transient(e)) => Err(Transient(e)),
+                    other => Ok(other),
+                }
+            })
+            .await?;
+            let result = value
+                .map_err(|e| DeadLetterReason {
+                    reason: e.reason(),
+                    detail: e.to_string(),
+                })
+                .and_then(|v| {
+                    RawEnvelope::from_avro(v).map_err(|e| DeadLetterReason {
+                        reason: "not_an_envelope",
+                        detail: e.to_string(),
+                    })
+                });
+            decoded.push(Decoded { msg, result });
+        }
+
+        // 2. Skip deliveries already committed (Redis is only a filter: on error, go on).
+        let keys: Vec<Option<String>> = decoded
+            .iter()
+            .map(|d| d.result.as_ref().ok().map(Dedup::delivery_key))
+            .collect();
+        let seen = self.seen(&keys).await;
+
+        // 3. Normalize (pure) in offset order.
+        let mut items: Vec<Item<'_>> = Vec::new();
+        let mut letters = Vec::new();
+        let mut in_batch = std::collections::HashSet::new();
+        let mut hits = 0u64;
+        for (i, d) in decoded.iter().enumerate() {
+            let env = match &d.result {
+                Ok(env) => env,
+                Err(r) => {
+                    letters.push(self.dead_letter(&d.msg, r.reason, r.detail.clone()));
+                    continue;
+                }
+            };
+            let key = keys.get(i).cloned().flatten();
+            // Already committed earlier, or a second copy within this very batch.
+            let repeat = key.as_ref().is_some_and(|k| !in_batch.insert(k.clone()));
+            if seen.get(i).copied().unwrap_or(false) || repeat {
+                hits += 1;
+                continue;
+            }
+            let span =
+                tracing::info_span!("normalize", vendor = %env.vendor, event_id = %env.event_id);
+            if let Some(tp) = env.header("traceparent") {
+                bridge_core::telemetry::set_parent(&span, tp);
+            }
+            let _enter = span.enter();
+            match normalize::normalize(env) {
+                Ok(normalized) => items.push(Item {
+                    msg: &d.msg,
+                    env,
+                    key,
+                    normalized,
+                }),
+                Err(e) => {
+                    tracing::warn!(message = "Raw record cannot be normalized; dead-lettering.", error = %e, vendor = %env.vendor);
+                    letters.push(self.dead_letter(&d.msg, e.reason(), e.to_string()));
+                }
+            }
+        }
+        self.metrics.dedup_hits(hits);
+
+        // 4. Upsert in one transaction. If PostgreSQL refuses the batch for a reason
+        // retrying cannot fix, fall back to one envelope at a time so only the
+        // offending envelope goes to the DLQ.
+        let batch = Item::batch(&items);
+        if !batch.is_empty() {
+            let span = tracing::info_span!("upsert", rows = batch.readings.len());
+            let outcome = self.write(&batch, &mut deadline).instrument(span).await?;
+            if let Err(error) = outcome {
+                tracing::warn!(message = "Batch refused by PostgreSQL; writing envelope by envelope.", %error);
+                let mut kept = Vec::with_capacity(items.len());
+                for item in items {
+                    match self
+                        .write(&Item::batch(std::slice::from_ref(&item)), &mut deadline)
+                        .await?
+                    {
+                        Ok(()) => kept.push(item),
+                        Err(e) => letters.push(self.dead_letter(
+                            item.msg,
+                            "rejected_by_database",
+                            e.to_string(),
+                        )),
+                    }
+                }
+                items = kept;
+            }
+            let mut counts: HashMap<(&str, &'static str), u64> = HashMap::new();
+            for item in &items {
+                for r in &item.normalized.readings {
+                    *counts
+                        .entry((r.vendor.as_str(), r.metric.as_str()))
+                        .or_default() += 1;
+                }
+                self.metrics
+                    .tombstones(item.normalized.tombstones.len() as u64);
+            }
+            for ((vendor, metric), n) in counts {
+                self.metrics.readings_written(vendor, metric, n);
+            }
+        }
+        let published: Vec<(crate::model::Reading, Provenance)> = items
+            .iter()
+            .flat_map(|item| {
+                let prov = Provenance {
+                    event_id: item.env.event_id.clone(),
+                    partition: item.msg.partition(),
+                    offset: item.msg.offset(),
+                };
+                item.normalized
+                    .readings
+                    .iter()
+                    .cloned()
+                    .map(move |r| (r, prov.clone()))
+            })
+            .collect();
+        let processed_keys: Vec<String> = items.iter().filter_map(|i| i.key.clone()).collect();
+
+        // 5. Publish readings and dead letters; offsets wait for both.
+        if !published.is_empty() {
+            let span = tracing::info_span!("publish", records = published.len());
+            retry(&self.metrics, "publish", &mut deadline, || async {
+                publish::readings(
+                    &self.producer,
+                    &self.topics.readings,
+                    &self.readings_codec,
+                    &published,
+                )
+                .await
+                .map(Ok)
+                .map_err(|e| Transient(e.to_string()))
+            })
+            .instrument(span)
+            .await??;
+        }
+        if !letters.is_empty() {
+            for l in &letters {
+                self.metrics.dead_lettered(l.reason);
+            }
+            retry(&self.metrics, "dead_letter", &mut deadline, || async {
+                publish::dead_letters(&self.producer, &self.topics.dlq, &letters)
+                    .await
+                    .map(Ok)
+                    .map_err(|e| Transient(e.to_string()))
+            })
+            .await??;
+        }
+
+        // 6. Mark deliveries only now that PostgreSQL has them: a crash before this
+        // line means a replay (idempotent upsert), never a loss.
+        if let Some(dedup) = &self.dedup
+            && !processed_keys.is_empty()
+            && let Err(e) = dedup.mark_many(&processed_keys).await
+        {
+            self.metrics.dedup_error(&e);
+        }
+        Ok(offsets)
+    }
+
+    /// Writes with retries on transient errors; `Ok(Err(_))` is a permanent refusal.
+    async fn write(
+        &self,
+        batch: &Batch,
+        deadline: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<Result<(), crate::sink::SinkError>, BatchError> {
+        retry(&self.metrics, "upsert", deadline, || async {
+            match self.sink.write(batch).await {
+                Ok(_) => Ok(Ok(())),
+                Err(e) if e.is_transient() => Err(Transient(e.to_string())),
+                Err(e) => Ok(Err(e)),
+            }
+        })
+        .await
+    }
+
+    async fn seen(&self, keys: &[Option<String>]) -> Vec<bool> {
+        let Some(dedup) = &self.dedup else {
+            return vec![false; keys.len()];
+        };
+        let present: Vec<(usize, String)> = keys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| k.clone().map(|k| (i, k)))
+            .collect();
+        if present.is_empty() {
+            return vec![false; keys.len()];
+        }
+        let query: Vec<String> = present.iter().map(|(_, k)| k.clone()).collect();
+        match dedup.seen_many(&query).await {
+            Ok(flags) => {
+                let mut out = vec![false; keys.len()];
+                for ((i, _), f) in present.iter().zip(flags) {
+                    out[*i] = f;
+                }
+                out
+            }
+            Err(e) => {
+                self.metrics.dedup_error(&e);
+                vec![false; keys.len()]
+            }
+        }
+    }
+
+    fn dead_letter(&self, msg: &OwnedMessage, reason: &'static str, detail: String) -> DeadLetter {
+        let headers = msg
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        DeadLetter {
+            key: msg.key().map(<[u8]>::to_vec),
+            payload: msg.payload().map(<[u8]>::to_vec),
+            headers,
+            reason,
+            detail,
+            topic: msg.topic().to_string(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+        }
+    }
+
+    fn store_offsets(&self, offsets: &HashMap<i32, i64>) {
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in offsets {
+            // Cannot fail for a fresh list and a valid offset.
+            let _ = tpl.add_partition_offset(&self.topics.raw, *p, Offset::Offset(*o));
+        }
+        // Fails for partitions revoked meanwhile: their new owner replays them, which
+        // the idempotent upsert absorbs.
+        if let Err(error) = self.consumer.store_offsets(&tpl) {
+            tracing::debug!(message = "Offsets not stored (partition revoked?).", %error);
+        }
+    }
+}
+
+/// A failure worth retrying.
+struct Transient(String);
+
+impl std::fmt::Display for Transient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Retries `op` with exponential backoff (100 ms .. 5 s) until it succeeds, or until
+/// `deadline` (shutdown + drain bound) fires.
+async fn retry<T, F, Fut>(
+    metrics: &Metrics,
+    stage: &'static str,
+    deadline: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    mut op: F,
+) -> Result<T, BatchError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Transient>>,
+{
+    let mut delay = Duration::from_millis(100);
+    loop {
+        tokio::select! {
+            biased;
+            r = op() => match r {
+                Ok(v) => return Ok(v),
+                Err(e) => metrics.retry(stage, &e),
+            },
+            _ = deadline.as_mut() => return Err(BatchError::Aborted(stage)),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {},
+            _ = deadline.as_mut() => return Err(BatchError::Aborted(stage)),
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,186 @@
+//! Publishing: canonical readings (Avro through the registry, keyed by user) and
+//! dead letters (original bytes and headers, reason in headers).
+
+use std::time::Duration;
+
+use apache_avro::types::Value;
+use bridge_core::RegisteredCodec;
+use futures::future::try_join_all;
+use rdkafka::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+
+use crate::model::Reading;
+
+/// The Avro schema of published readings.
+pub const READING_SCHEMA: &str = include_str!("../../schemas/reading.v1.avsc");
+
+/// Where a reading came from on the raw topic.
+#[derive(Debug, Clone)]
+pub struct Provenance {
+    /// Raw envelope event id.
+    pub event_id: String,
+    /// Raw partition.
+    pub partition: i32,
+    /// Raw offset.
+    pub offset: i64,
+}
+
+/// Failed to publish; always transient from the processor's view (retry the batch stage).
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// Kafka did not acknowledge.
+    #[error("kafka publish failed: {0}")]
+    Kafka(#[from] KafkaError),
+    /// The reading did not fit the schema (a bug: the schema and model are ours).
+    #[error("encoding a reading failed: {0}")]
+    Encode(String),
+}
+
+/// Builds the idempotent `acks=all` producer used for readings and dead letters.
+pub fn producer(bootstrap: &str) -> Result<FutureProducer, KafkaError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        // A reading or dead letter counts as published only once every in-sync replica has it.
+        .set("acks", "all")
+        // Retries inside librdkafka must not duplicate or reorder one user's readings.
+        .set("enable.idempotence", "true")
+        // A batch publishes thousands of small records at once; let them share requests.
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        // Bounded so a broker outage surfaces as a retryable error, not an endless wait.
+        .set("message.timeout.ms", "30000")
+        .create()
+}
+
+fn micros(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn reading_value(r: &Reading, p: &Provenance) -> Value {
+    Value::Record(vec![
+        ("user_id".into(), Value::String(r.user_id.clone())),
+        ("vendor".into(), Value::String(r.vendor.clone())),
+        ("metric".into(), Value::String(r.metric.as_str().into())),
+        ("value".into(), Value::Double(r.value)),
+        ("unit".into(), Value::String(r.metric.unit().into())),
+        (
+            "start_time".into(),
+            Value::TimestampMicros(micros(r.start_time)),
+        ),
+        (
+            "end_time".into(),
+            Value::TimestampMicros(micros(r.end_time)),
+        ),
+        (
+            "source_record_id".into(),
+            Value::String(r.source_record_id.clone()),
+        ),
+        (
+            "source".into(),
+            match &r.source {
+                Some(s) => Value::Union(1, Box::new(Value::String(s.clone()))),
+                None => Value::Union(0, Box::new(Value::Null)),
+            },
+        ),
+        ("raw_event_id".into(), Value::String(p.event_id.clone())),
+        ("raw_partition".into(), Value::Int(p.partition)),
+        ("raw_offset".into(), Value::Long(p.offset)),
+    ])
+}
+
+/// Publishes readings keyed by user id and waits for every acknowledgement.
+pub async fn readings(
+    producer: &FutureProducer,
+    topic: &str,
+    codec: &RegisteredCodec,
+    readings: &[(Reading, Provenance)],
+) -> Result<(), PublishError> {
+    let mut payloads = Vec::with_capacity(readings.len());
+    for (r, p) in readings {
+        let bytes = codec
+            .encode(reading_value(r, p))
+            .map_err(|e| PublishError::Encode(e.to_string()))?;
+        payloads.push((r.user_id.as_str(), bytes));
+    }
+    let sends = payloads.iter().map(|(key, payload)| {
+        let record = FutureRecord::to(topic).key(*key).payload(payload);
+        async move {
+            producer
+                .send(record, Timeout::After(Duration::from_secs(30)))
+                .await
+                .map_err(|(e, _)| e)
+        }
+    });
+    try_join_all(sends).await?;
+    Ok(())
+}
+
+/// One raw record bound for the dead-letter topic.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// Original key.
+    pub key: Option<Vec<u8>>,
+    /// Original value, untouched.
+    pub payload: Option<Vec<u8>>,
+    /// Original headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Bounded reason label, e.g. `undecodable`, `unknown_vendor`, `invalid_json`.
+    pub reason: &'static str,
+    /// Human-readable detail for operators.
+    pub detail: String,
+    /// Where it came from.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+}
+
+/// Publishes dead letters (original bytes and headers plus `dlq.*` headers) and waits for acks.
+pub async fn dead_letters(
+    producer: &FutureProducer,
+    topic: &str,
+    letters: &[DeadLetter],
+) -> Result<(), PublishError> {
+    let sends = letters.iter().map(|l| {
+        let partition = l.partition.to_string();
+        let offset = l.offset.to_string();
+        let mut headers = OwnedHeaders::new_with_capacity(l.headers.len() + 5);
+        for (k, v) in &l.headers {
+            headers = headers.insert(Header {
+                key: k.as_str(),
+                value: Some(v.as_slice()),
+            });
+        }
+        for (k, v) in [
+            ("dlq.reason", l.reason),
+            ("dlq.detail", l.detail.as_str()),
+            ("dlq.topic", l.topic.as_str()),
+            ("dlq.partition", partition.as_str()),
+            ("dlq.offset", offset.as_str()),
+        ] {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+        if let Some(k) = &l.key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(p) = &l.payload {
+            record = record.payload(p.as_slice());
+        }
+        async move {
+            producer
+                .send(record, Timeout::After(Duration::from_secs(30)))
+                .await
+                .map_err(|(e, _)| e)
+        }
+    });
+    try_join_all(sends).await?;
+    Ok(())
+}

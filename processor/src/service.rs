@@ -1,0 +1,195 @@
+//! Start-up wiring: connections, schema registration, the HTTP probe server, the pipeline.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bridge_core::{SchemaRegistry, defaults};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::util::Timeout;
+use tokio_util::sync::CancellationToken;
+use warp::Filter;
+use warp::http::StatusCode;
+
+use crate::config::Config;
+use crate::dedup::Dedup;
+use crate::metrics::Metrics;
+use crate::pipeline::{BatchLimits, LagContext, Pipeline, Topics};
+use crate::publish::{self, READING_SCHEMA};
+use crate::sink::postgres::PgSink;
+
+/// Connects everything, applies migrations, starts the probe server, and returns the
+/// pipeline's future (resolves after a clean drain).
+pub async fn start(
+    config: &Config,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>>> {
+    let sink = PgSink::connect(&config.database_url, config.database_max_connections)
+        .await
+        .context("DATABASE_URL: cannot connect to PostgreSQL")?;
+    sink.migrate().await.context("applying migrations")?;
+
+    // Lazy: a Redis that is down at start is retried per call; PostgreSQL keys keep
+    // results correct meanwhile, Redis only saves work.
+    let dedup =
+        Some(Dedup::connect_lazy(&config.redis_url, config.dedup_ttl).context("REDIS_URL")?);
+
+    let registry =
+        SchemaRegistry::new(&config.schema_registry_url).context("SCHEMA_REGISTRY_URL")?;
+    let readings_codec = registry
+        .register(
+            &defaults::value_subject(&config.readings_topic),
+            READING_SCHEMA,
+        )
+        .await
+        .context("registering the readings schema")?;
+
+    let consumer: StreamConsumer<LagContext> = ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka_bootstrap_servers)
+        .set("group.id", &config.group_id)
+        // At-least-once: commit periodically, but only offsets we stored after the
+        // batch was durable (rust-rdkafka at_least_once.rs).
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        // A new group starts from the beginning: nothing the edge accepted is skipped.
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "session.timeout.ms",
+            config.session_timeout.as_millis().to_string(),
+        )
+        // Processing happens between polls; allow a slow batch plus its drain bound.
+        .set("max.poll.interval.ms", "300000")
+        // Spreads partitions evenly over replicas; cooperative avoids stop-the-world.
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        // Feeds the consumer-lag gauge.
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(LagContext {
+            metrics: metrics.clone(),
+        })
+        .context("KAFKA_BOOTSTRAP_SERVERS: cannot create consumer")?;
+    consumer
+        .subscribe(&[&config.raw_topic])
+        .context("subscribing to RAW_TOPIC")?;
+    let consumer = Arc::new(consumer);
+    let producer = publish::producer(&config.kafka_bootstrap_servers)
+        .context("KAFKA_BOOTSTRAP_SERVERS: cannot create producer")?;
+
+    let probe = Probe {
+        consumer: consumer.clone(),
+        registry: registry.clone(),
+        sink: sink.clone(),
+        metrics: metrics.clone(),
+        topic: config.raw_topic.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("PROCESSOR_LISTEN_ADDR: cannot bind {}", config.listen_addr))?;
+    let server_shutdown = shutdown.clone();
+    tokio::spawn(
+        warp::serve(probe.routes())
+            .incoming(listener)
+            .graceful(async move { server_shutdown.cancelled().await })
+            .run(),
+    );
+
+    let pipeline = Pipeline {
+        consumer,
+        registry,
+        readings_codec,
+        producer,
+        sink,
+        dedup,
+        topics: Topics {
+            raw: config.raw_topic.clone(),
+            readings: config.readings_topic.clone(),
+            dlq: config.dlq_topic.clone(),
+        },
+        limits: BatchLimits {
+            max_records: config.batch_max_records,
+            max_bytes: config.batch_max_bytes,
+            max_wait: config.batch_max_wait,
+        },
+        drain_timeout: config.drain_timeout,
+        metrics,
+    };
+    tracing::info!(message = "Processor started.", topic = %config.raw_topic, group = %config.group_id);
+    Ok(pipeline.run(shutdown))
+}
+
+#[derive(Clone)]
+struct Probe {
+    consumer: Arc<StreamConsumer<LagContext>>,
+    registry: SchemaRegistry,
+    sink: PgSink,
+    metrics: Arc<Metrics>,
+    topic: String,
+}
+
+impl Probe {
+    fn routes(
+        self,
+    ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible>
+    + Clone
+    + Send
+    + Sync
+    + 'static {
+        let health =
+            warp::path!("health").map(|| reply(StatusCode::OK, r#"{"status":"ok"}"#.into()));
+        let me = self.clone();
+        let ready = warp::path!("ready").then(move || {
+            let me = me.clone();
+            async move { me.ready().await }
+        });
+        let metrics = warp::path!("metrics").map(move || {
+            let mut r = warp::reply::Response::new(self.metrics.encode().into());
+            r.headers_mut().insert(
+                "content-type",
+                warp::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        });
+        warp::get()
+            .and(health.or(ready).unify().or(metrics).unify())
+            .recover(|_| async {
+                Ok::<_, Infallible>(reply(
+                    StatusCode::NOT_FOUND,
+                    r#"{"error":"not found"}"#.into(),
+                ))
+            })
+            .unify()
+    }
+
+    async fn ready(&self) -> warp::reply::Response {
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        let kafka = tokio::task::spawn_blocking(move || {
+            consumer
+                .fetch_metadata(Some(&topic), Timeout::After(Duration::from_secs(2)))
+                .is_ok()
+        });
+        let (kafka, registry, db) = tokio::join!(kafka, self.registry.check(), self.sink.ping());
+        let (kafka, registry, db) = (kafka.unwrap_or(false), registry.is_ok(), db.is_ok());
+        let status = if kafka && registry && db {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        reply(
+            status,
+            format!(r#"{{"kafka":{kafka},"schema_registry":{registry},"postgres":{db}}}"#),
+        )
+    }
+}
+
+fn reply(status: StatusCode, body: String) -> warp::reply::Response {
+    let mut r = warp::reply::Response::new(body.into());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        "content-type",
+        warp::http::HeaderValue::from_static("application/json"),
+    );
+    r
+}

@@ -1,0 +1,301 @@
+//! The edge against the real stack: signed webhooks → 202 → raw topic, decoded
+//! through the registry with byte-identical bodies; refusals append nothing.
+
+use std::time::Duration;
+
+use bridge_core::{RawEnvelope, SchemaRegistry};
+use bridge_tests::*;
+use rdkafka::message::{Headers, Message};
+
+async fn decoded(topic: &str, n: usize) -> Vec<(Option<Vec<u8>>, RawEnvelope, Vec<String>)> {
+    let registry = SchemaRegistry::new(&registry_url()).unwrap();
+    let c = consumer(topic);
+    let mut out = Vec::new();
+    for m in read_n(&c, n, Duration::from_secs(30)).await {
+        let env = RawEnvelope::from_avro(registry.decode(payload(&m)).await.unwrap()).unwrap();
+        let header_names = m
+            .headers()
+            .map(|h| h.iter().map(|h| h.key.to_string()).collect())
+            .unwrap_or_default();
+        out.push((m.key().map(<[u8]>::to_vec), env, header_names));
+    }
+    // Nothing beyond what we expected was appended.
+    assert!(
+        drain(&c, Duration::from_secs(2)).await.is_empty(),
+        "extra records on {topic}"
+    );
+    out
+}
+
+#[tokio::test]
+async fn every_vendor_signed_webhook_lands_byte_identical() {
+    let topic = unique("edge-raw");
+    create_topic(&topic, 4).await;
+    let edge = Edge::start(&topic, &[]).await;
+    let http = reqwest::Client::new();
+    let now = now_secs();
+
+    // Bodies with whitespace and key order a re-serializer would change.
+    let terra = br#"{"type":"daily", "user":{"user_id":"u-terra-1","reference_id":"user-42"},"data":[],"version":"2022-03-16"}"#;
+    let whoop = br#"{"user_id":10129,"id":"ecfc6a15-4661-442f-a9a4-f160dd7afae8","type":"sleep.updated","trace_id":"t"}"#;
+    let oura = br#"{"event_type":"update","data_type":"daily_sleep","object_id":"o1","event_time":"2025-01-01T08:00:00+00:00","user_id":"oura-user-123"}"#;
+    let polar = br#"{"event":"EXERCISE","user_id":475,"entity_id":"aQlC83","timestamp":"2025-01-01T08:00:00Z","url":"https://x"}"#;
+    let hk = br#"{"data":{"metrics":[]}}"#;
+
+    let reqs = vec![
+        http.post(format!("{}/webhooks/terra", edge.url))
+            .header("terra-signature", sign::terra(secrets::TERRA, now, terra))
+            .header("x-terra-ordering-timestamp", "1735718400123")
+            .header(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )
+            .body(terra.to_vec()),
+        http.post(format!("{}/webhooks/whoop", edge.url))
+            .header(
+                "X-WHOOP-Signature",
+                sign::whoop(secrets::WHOOP, now * 1000, whoop),
+            )
+            .header("X-WHOOP-Signature-Timestamp", (now * 1000).to_string())
+            .body(whoop.to_vec()),
+        http.post(format!("{}/webhooks/oura", edge.url))
+            .header("x-oura-signature", sign::oura(secrets::OURA, now, oura))
+            .header("x-oura-timestamp", now.to_string())
+            .body(oura.to_vec()),
+        http.post(format!("{}/webhooks/polar", edge.url))
+            .header(
+                "Polar-Webhook-Signature",
+                sign::polar(secrets::POLAR, polar),
+            )
+            .body(polar.to_vec()),
+        http.post(format!("{}/webhooks/healthkit?source=hae", edge.url))
+            .header("api-key", secrets::HEALTHKIT_KEY)
+            .header("content-type", "application/json")
+            .body(hk.to_vec()),
+    ];
+    let mut ids = Vec::new();
+    for r in reqs {
+        let resp = r.send().await.unwrap();
+        assert_eq!(resp.status(), 202);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        ids.push(body["id"].as_str().expect("id in 202 body").to_string());
+    }
+
+    let got = decoded(&topic, 5).await;
+    let by_vendor = |v: &str| {
+        got.iter()
+            .find(|(_, e, _)| e.vendor == v)
+            .unwrap_or_else(|| panic!("{v} missing"))
+    };
+
+    let (key, env, headers) = by_vendor("terra");
+    assert_eq!(env.body, terra);
+    assert_eq!(key.as_deref(), Some(&b"u-terra-1"[..]));
+    assert_eq!(
+        env.header("x-terra-ordering-timestamp"),
+        Some("1735718400123")
+    );
+    assert!(env.header("terra-signature").is_some());
+    assert!(
+        headers.iter().any(|h| h == "traceparent"),
+        "traceparent in Kafka headers"
+    );
+    assert!(ids.contains(&env.event_id));
+
+    let (key, env, _) = by_vendor("whoop");
+    assert_eq!(env.body, whoop);
+    assert_eq!(key.as_deref(), Some(&b"10129"[..]));
+    assert!(env.header("x-whoop-signature-timestamp").is_some());
+
+    let (key, env, _) = by_vendor("oura");
+    assert_eq!(env.body, oura);
+    assert_eq!(key.as_deref(), Some(&b"oura-user-123"[..]));
+
+    let (key, env, _) = by_vendor("polar");
+    assert_eq!(env.body, polar);
+    assert_eq!(key.as_deref(), Some(&b"475"[..]));
+
+    let (key, env, _) = by_vendor("healthkit");
+    assert_eq!(env.body, hk);
+    assert_eq!(env.principal.as_deref(), Some(secrets::HEALTHKIT_USER));
+    assert_eq!(key.as_deref(), Some(secrets::HEALTHKIT_USER.as_bytes()));
+    assert_eq!(env.query.as_deref(), Some("source=hae"));
+    assert_eq!(env.content_type.as_deref(), Some("application/json"));
+    assert!(
+        !env.headers
+            .values()
+            .any(|v| v.contains(secrets::HEALTHKIT_KEY)),
+        "API keys never reach Kafka"
+    );
+}
+
+#[tokio::test]
+async fn refusals_append_nothing() {
+    let topic = unique("edge-refuse");
+    create_topic(&topic, 1).await;
+    let edge = Edge::start(&topic, &[("MAX_BODY_BYTES", "1024".into())]).await;
+    let http = reqwest::Client::new();
+    let now = now_secs();
+    let body = br#"{"type":"daily","user":{"user_id":"u1"},"data":[]}"#;
+
+    let cases: Vec<(reqwest::RequestBuilder, u16)> = vec![
+        // Tampered body.
+        (
+            http.post(format!("{}/webhooks/terra", edge.url))
+                .header("terra-signature", sign::terra(secrets::TERRA, now, body))
+                .body(br#"{"type":"daily","user":{"user_id":"u2"},"data":[]}"#.to_vec()),
+            401,
+        ),
+        // Stale timestamp.
+        (
+            http.post(format!("{}/webhooks/terra", edge.url))
+                .header(
+                    "terra-signature",
+                    sign::terra(secrets::TERRA, now - 301, body),
+                )
+                .body(body.to_vec()),
+            401,
+        ),
+        // Missing signature.
+        (
+            http.post(format!("{}/webhooks/terra", edge.url))
+                .body(body.to_vec()),
+            401,
+        ),
+        // Malformed signature header.
+        (
+            http.post(format!("{}/webhooks/terra", edge.url))
+                .header("terra-signature", "garbage")
+                .body(body.to_vec()),
+            400,
+        ),
+        // Unknown HealthKit key, missing key.
+        (
+            http.post(format!("{}/webhooks/healthkit", edge.url))
+                .header("authorization", "Bearer nope")
+                .body(b"{}".to_vec()),
+            403,
+        ),
+        (
+            http.post(format!("{}/webhooks/healthkit", edge.url))
+                .body(b"{}".to_vec()),
+            403,
+        ),
+        // Too large, announced by Content-Length.
+        (
+            http.post(format!("{}/webhooks/healthkit", edge.url))
+                .header("api-key", secrets::HEALTHKIT_KEY)
+                .body(vec![b' '; 2048]),
+            413,
+        ),
+        // Unknown vendor, wrong method.
+        (
+            http.post(format!("{}/webhooks/fitbit", edge.url))
+                .body(b"{}".to_vec()),
+            404,
+        ),
+        (
+            http.put(format!("{}/webhooks/terra", edge.url))
+                .body(body.to_vec()),
+            405,
+        ),
+        // Polar: unsigned PING is answered, not appended; unsigned data is refused.
+        (
+            http.post(format!("{}/webhooks/polar", edge.url))
+                .body(br#"{"event":"PING"}"#.to_vec()),
+            200,
+        ),
+        (
+            http.post(format!("{}/webhooks/polar", edge.url))
+                .body(br#"{"event":"EXERCISE","user_id":1}"#.to_vec()),
+            401,
+        ),
+    ];
+    for (i, (req, want)) in cases.into_iter().enumerate() {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), want, "case {i}");
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(
+            ct.as_deref(),
+            Some("application/json"),
+            "case {i} answers JSON"
+        );
+    }
+
+    // Chunked body without Content-Length: the edge stops reading at the limit.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..8).map(|_| Ok(vec![b' '; 512])).collect();
+    let resp = http
+        .post(format!("{}/webhooks/healthkit", edge.url))
+        .header("api-key", secrets::HEALTHKIT_KEY)
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+
+    let c = consumer(&topic);
+    assert!(
+        drain(&c, Duration::from_secs(3)).await.is_empty(),
+        "refused requests were appended"
+    );
+
+    // Refusals are counted by reason.
+    let metrics = http
+        .get(format!("{}/metrics", edge.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("edge_rejected_total"), "{metrics}");
+    assert!(metrics.contains("reason=\"too_large\""), "{metrics}");
+}
+
+#[tokio::test]
+async fn oura_handshake() {
+    let topic = unique("edge-hs");
+    create_topic(&topic, 1).await;
+    let edge = Edge::start(&topic, &[]).await;
+    let http = reqwest::Client::new();
+    let ok = http
+        .get(format!(
+            "{}/webhooks/oura?verification_token={}&challenge=abc",
+            edge.url,
+            secrets::OURA_TOKEN
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let body: serde_json::Value = ok.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"challenge": "abc"}));
+    let bad = http
+        .get(format!(
+            "{}/webhooks/oura?verification_token=wrong&challenge=abc",
+            edge.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+}
+
+#[tokio::test]
+async fn ready_reports_dependencies_and_sigterm_exits_zero() {
+    let topic = unique("edge-ready");
+    create_topic(&topic, 1).await;
+    let mut edge = Edge::start(&topic, &[]).await;
+    let http = reqwest::Client::new();
+    let ready = http
+        .get(format!("{}/ready", edge.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(edge.proc.terminate(Duration::from_secs(15)), Some(0));
+}
