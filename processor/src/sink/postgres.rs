@@ -92,7 +92,8 @@ impl SinkError {
     /// The data is not at fault and the same write may succeed later: retry with
     /// backoff and do not commit offsets past it. Connection loss, pool timeout,
     /// serialization failure, deadlock, lock or statement timeout, server shutdown or
-    /// start-up, resource exhaustion, and a read-only server during fail-over.
+    /// start-up, resource exhaustion, a read-only server during fail-over, and our own
+    /// pool closed at shutdown (the batch is redelivered after restart).
     pub fn is_transient(&self) -> bool {
         let Some(error) = self.sqlx_error() else {
             return false;
@@ -489,8 +490,9 @@ impl<'a> Plan<'a> {
                 i += 1;
             }
             if !deletes.user_id.is_empty() {
+                plan.push_segment(&readings[segment_start..position]);
                 plan.steps.push(Step::Delete(deletes));
-                let _ = position;
+                segment_start = position;
             }
         }
         plan.push_segment(&readings[segment_start..]);
