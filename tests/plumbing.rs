@@ -15,7 +15,7 @@ fn envelope(i: usize) -> RawEnvelope {
         vendor: "terra".into(),
         received_at_micros: 1_735_718_400_000_000 + i as i64,
         headers: HashMap::from([("terra-signature".into(), format!("t=1,v1={i:064x}"))]),
-        query: (i % 2 == 0).then(|| "a=1&b=2".to_string()),
+        query: i.is_multiple_of(2).then(|| "a=1&b=2".to_string()),
         principal: None,
         content_type: Some("application/json".into()),
         // Not valid UTF-8 on purpose: the body is bytes, never text.
