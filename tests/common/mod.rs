@@ -122,10 +122,20 @@ pub struct Proc {
 impl Proc {
     /// Starts a workspace binary with `env`.
     pub fn start(name: &str, env: &[(&str, String)]) -> Proc {
+        // Child logs go to a file per process so test output stays readable; the
+        // path is printed so a failing test can be read alongside its services.
+        let dir = binary(name)
+            .parent()
+            .map(|d| d.join("test-logs"))
+            .expect("target dir");
+        let _ = std::fs::create_dir_all(&dir);
+        let log = dir.join(format!("{name}-{}.log", uuid::Uuid::new_v4().simple()));
+        let file = std::fs::File::create(&log).expect("log file");
+        eprintln!("{name} logs: {}", log.display());
         let mut cmd = Command::new(binary(name));
         cmd.env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::from(file));
         for (k, v) in env {
             cmd.env(k, v);
         }
