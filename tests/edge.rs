@@ -299,3 +299,42 @@ async fn ready_reports_dependencies_and_sigterm_exits_zero() {
     assert_eq!(ready.status(), 200);
     assert_eq!(edge.proc.terminate(Duration::from_secs(15)), Some(0));
 }
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_requests_finish_with_their_true_answer() {
+    let topic = unique("edge-drain");
+    create_topic(&topic, 1).await;
+    let mut edge = Edge::start(&topic, &[]).await;
+    let body = br#"{"type":"daily","user":{"user_id":"drain-user"},"data":[]}"#.to_vec();
+    let signature = sign::terra(secrets::TERRA, now_secs(), &body);
+    // The body arrives in two halves; SIGTERM lands between them.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+    let stream =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    let request = reqwest::Client::new()
+        .post(format!("{}/webhooks/terra", edge.url))
+        .header("terra-signature", signature)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send();
+    let in_flight = tokio::spawn(request);
+    let (first, second) = body.split_at(body.len() / 2);
+    tx.send(Ok(first.to_vec())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = edge.proc.child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.send(Ok(second.to_vec())).await.unwrap();
+    drop(tx);
+    let resp = in_flight.await.unwrap().expect("answered, not cut off");
+    assert_eq!(resp.status(), 202);
+    assert_eq!(edge.proc.terminate(Duration::from_secs(15)), Some(0));
+    let c = consumer(&topic);
+    assert_eq!(
+        read_n(&c, 1, Duration::from_secs(20)).await.len(),
+        1,
+        "the 202 is in Kafka"
+    );
+}
