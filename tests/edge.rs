@@ -338,3 +338,34 @@ async fn sigterm_lets_in_flight_requests_finish_with_their_true_answer() {
         "the 202 is in Kafka"
     );
 }
+
+#[tokio::test]
+async fn a_configured_generic_hmac_source_is_verified_and_appended() {
+    let topic = unique("edge-generic");
+    create_topic(&topic, 1).await;
+    // Fitbit's legacy scheme, with the vendors.md §8.5 vector.
+    let sources = r#"[{"name":"fitbit","signature_header":"X-Fitbit-Signature","algorithm":"sha1",
+        "encoding":"base64","signed":"body","secrets":["fitbit-test-client-secret&"]}]"#;
+    let edge = Edge::start(&topic, &[("GENERIC_HMAC_SOURCES", sources.into())]).await;
+    let body = br#"[{"collectionType":"sleep","date":"2025-01-01","ownerId":"228S74","ownerType":"user","subscriptionId":"user-42-sleep"}]"#;
+    let http = reqwest::Client::new();
+    let good = http
+        .post(format!("{}/webhooks/fitbit", edge.url))
+        .header("X-Fitbit-Signature", "eD0NYUIehGEh8MAVeEs9of85+OU=")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(good.status(), 202);
+    let bad = http
+        .post(format!("{}/webhooks/fitbit", edge.url))
+        .header("X-Fitbit-Signature", "AAAAUIehGEh8MAVeEs9of85+OU=")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+    let got = decoded(&topic, 1).await;
+    assert_eq!(got[0].1.vendor, "fitbit");
+    assert_eq!(got[0].1.body, body);
+}

@@ -12,7 +12,8 @@ use crate::metrics::Metrics;
 use crate::producer::{self, ProducerSettings};
 use crate::routes::App;
 use crate::verify::{
-    HealthKitVerifier, OuraVerifier, PolarVerifier, TerraVerifier, Verifier, WhoopVerifier,
+    GenericHmacVerifier, HealthKitVerifier, OuraVerifier, PolarVerifier, TerraVerifier, Verifier,
+    WhoopVerifier,
 };
 
 /// Builds the shared application state, registering the envelope schema first.
@@ -100,6 +101,20 @@ fn verifiers(config: &Config) -> Verifiers {
     let secrets = Config::keys(&config.polar_signature_secret);
     if !secrets.is_empty() {
         map.insert("polar".into(), Arc::new(PolarVerifier::new(secrets)));
+    }
+    if let Some(json) = &config.generic_hmac_sources {
+        // Validated at start (Config::validate), so a parse error cannot happen here.
+        for source in crate::generic_sources::parse(json).unwrap_or_default() {
+            tracing::info!(message = "Generic HMAC source configured.", vendor = %source.name);
+            map.insert(
+                source.name.clone(),
+                Arc::new(GenericHmacVerifier::new(
+                    source.config,
+                    source.secrets,
+                    tolerance,
+                )),
+            );
+        }
     }
     let keys = config.healthkit_keys();
     if !keys.is_empty() {

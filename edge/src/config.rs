@@ -80,6 +80,10 @@ pub struct Config {
     )]
     pub healthkit_api_keys: Vec<String>,
 
+    /// JSON list of extra HMAC-signed sources (see `edge::generic_sources` and the README).
+    #[arg(long, env = "GENERIC_HMAC_SOURCES", hide_env_values = true)]
+    pub generic_hmac_sources: Option<String>,
+
     /// Accepted clock skew for signed timestamps, both directions (Terra's SDK uses 300 s).
     #[arg(long, env = "SIGNATURE_TOLERANCE", default_value = "300s", value_parser = humantime::parse_duration)]
     pub signature_tolerance: Duration,
@@ -156,6 +160,9 @@ impl Config {
                 message: "OURA_VERIFICATION_TOKEN is set but no client secret to verify deliveries"
                     .into(),
             });
+        }
+        if let Some(json) = &self.generic_hmac_sources {
+            crate::generic_sources::parse(json)?;
         }
         if self.produce_timeout < Duration::from_millis(100) {
             return Err(ConfigError {
