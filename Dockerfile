@@ -5,11 +5,9 @@
 # (docker-compose.yml builds both.)
 
 FROM rust:1-bookworm AS builder
-# rdkafka-sys builds librdkafka from source with cmake (zlib/zstd statically);
-# the rust image has gcc, make, perl and pkg-config but no cmake.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake \
- && rm -rf /var/lib/apt/lists/*
+# rdkafka-sys builds librdkafka from its bundled source with librdkafka's own
+# ./configure + make (the `cmake-build` feature is off), and zlib/zstd statically
+# with cc; the rust image (buildpack-deps) already has bash, gcc, make and perl.
 WORKDIR /src
 COPY . .
 # Cache mounts keep the crate registry and target dir between builds; the binaries

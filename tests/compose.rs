@@ -711,7 +711,7 @@ fn checker_notices_drift() {
 }
 
 /// The connection defaults are the same in the binaries, scripts/stack, scripts/run,
-/// .ci/run and the Makefile.
+/// .ci/run, the Makefile and the demo/benchmark scripts.
 #[test]
 fn connection_defaults_agree_everywhere() {
     let want = [
@@ -747,15 +747,26 @@ fn connection_defaults_agree_everywhere() {
         }
     }
 
-    let files = [
-        ("Makefile", make_defaults(&read("Makefile"))),
-        ("scripts/run", shell_assignments(&read("scripts/run"))),
-        (".ci/run", shell_assignments(&read(".ci/run"))),
+    // These set all four; the demo and benchmark scripts set the ones they use.
+    let mut files = vec![
+        ("Makefile", make_defaults(&read("Makefile")), true),
+        ("scripts/run", shell_assignments(&read("scripts/run")), true),
+        (".ci/run", shell_assignments(&read(".ci/run")), true),
     ];
-    for (file, vars) in &files {
+    for script in [
+        "scripts/demo",
+        "scripts/bench-edge",
+        "scripts/bench-processor",
+    ] {
+        if root().join(script).exists() {
+            files.push((script, shell_assignments(&read(script)), false));
+        }
+    }
+    for (file, vars, all) in &files {
         for (name, want) in want {
             match vars.get(name) {
                 Some(got) if got == want => {}
+                None if !all => {}
                 got => problems.push(format!("{file} {name}: {got:?}, defaults say {want:?}")),
             }
         }

@@ -283,6 +283,16 @@ async fn oura_handshake() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 401);
+    let no_challenge = http
+        .get(format!(
+            "{}/webhooks/oura?verification_token={}",
+            edge.url,
+            secrets::OURA_TOKEN
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_challenge.status(), 400);
 }
 
 #[tokio::test]

@@ -73,7 +73,7 @@ fn verifiers(config: &Config) -> Verifiers {
         let v = Arc::new(OuraVerifier::new(
             secrets,
             config.oura_signature_tolerance.unwrap_or(tolerance),
-            config.oura_verification_token.clone(),
+            config.oura_verification_token(),
         ));
         oura = Some(v.clone());
         map.insert("oura".into(), v);

@@ -143,7 +143,11 @@ pub struct ConfigError {
 impl Config {
     /// Cross-field and format checks that clap cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        for pair in &self.healthkit_api_keys {
+        for pair in self
+            .healthkit_api_keys
+            .iter()
+            .filter(|p| !p.trim().is_empty())
+        {
             match pair.split_once('=') {
                 Some((user, key)) if !user.trim().is_empty() && !key.trim().is_empty() => {}
                 _ => {
@@ -154,7 +158,9 @@ impl Config {
                 }
             }
         }
-        if self.oura_verification_token.is_some() && self.oura_client_secret.is_empty() {
+        if self.oura_verification_token().is_some()
+            && Self::keys(&self.oura_client_secret).is_empty()
+        {
             return Err(ConfigError {
                 var: "OURA_CLIENT_SECRET",
                 message: "OURA_VERIFICATION_TOKEN is set but no client secret to verify deliveries"
@@ -186,6 +192,15 @@ impl Config {
             .filter(|s| !s.is_empty())
             .map(|s| s.as_bytes().to_vec())
             .collect()
+    }
+
+    /// The Oura handshake token; an empty variable counts as unset.
+    pub fn oura_verification_token(&self) -> Option<String> {
+        self.oura_verification_token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
     }
 
     /// HealthKit `(user_id, api_key)` pairs.

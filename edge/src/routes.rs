@@ -275,7 +275,8 @@ fn oura_handshake(app: &App, query: Option<&str>) -> Response {
         }
         Err(e) => {
             app.metrics.rejected("oura", e.reason());
-            error(StatusCode::UNAUTHORIZED, "verification token mismatch")
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+            error(status, &e.to_string())
         }
     }
 }
