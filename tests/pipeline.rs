@@ -122,7 +122,10 @@ async fn terra_and_healthkit_webhooks_become_rows_and_records() {
         .status();
     assert_eq!(status, 202);
 
-    let got = rows(&pool, &user, 10 + DAILY_READINGS - 1).await;
+    // The sleep document normalizes to 14 readings, the daily to six.
+    let expected = 14 + DAILY_READINGS;
+    let got = rows(&pool, &user, expected).await;
+    assert_eq!(row_count(&pool, &user).await, expected as i64);
     assert_eq!(got.get("sleep_deep"), Some(&5400.0));
     assert_eq!(got.get("sleep_total"), Some(&25200.0));
     assert!(got.contains_key("hrv_rmssd"));
@@ -167,7 +170,7 @@ async fn terra_and_healthkit_webhooks_become_rows_and_records() {
     // The normalized topic carries the same readings, keyed by user, Avro via the registry.
     let registry = SchemaRegistry::new(&registry_url()).unwrap();
     let c = consumer(&topics.readings);
-    let msgs = read_n(&c, got.len() + 2, Duration::from_secs(30)).await;
+    let msgs = read_n(&c, expected + 2, Duration::from_secs(30)).await;
     let mut for_user = 0;
     for m in &msgs {
         let value = registry.decode(payload(m)).await.expect("reading decodes");
@@ -180,7 +183,7 @@ async fn terra_and_healthkit_webhooks_become_rows_and_records() {
             for_user += 1;
         }
     }
-    assert_eq!(for_user, got.len());
+    assert_eq!(for_user, expected);
 }
 
 #[tokio::test]

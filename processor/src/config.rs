@@ -4,7 +4,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bridge_core::defaults;
-use clap::{Args, Parser, Subcommand};
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::fetch::crypto::{KeyError, TokenCipher};
+use crate::fetch::notification::Vendor;
+use crate::fetch::ratelimit::{Quota, VendorQuotas};
 
 /// Command line: `processor` runs the service (`run` is the default).
 #[derive(Debug, Parser)]
@@ -29,6 +34,225 @@ pub enum Command {
     Run,
     /// Apply database migrations and exit.
     Migrate,
+    /// Link (or re-link) a vendor account: store its OAuth tokens, encrypted with
+    /// TOKEN_ENCRYPTION_KEY, and make its parked notifications due now.
+    LinkAccount(LinkAccount),
+    /// Remove a linked account; its later notifications are parked as `unlinked`.
+    UnlinkAccount(UnlinkAccount),
+}
+
+/// A vendor whose accounts can be linked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LinkVendor {
+    /// Oura.
+    Oura,
+    /// WHOOP.
+    Whoop,
+}
+
+impl From<LinkVendor> for Vendor {
+    fn from(v: LinkVendor) -> Self {
+        match v {
+            LinkVendor::Oura => Vendor::Oura,
+            LinkVendor::Whoop => Vendor::Whoop,
+        }
+    }
+}
+
+/// `processor link-account` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct LinkAccount {
+    /// Vendor.
+    #[arg(long, value_enum)]
+    pub vendor: LinkVendor,
+    /// The vendor's user id, as its webhooks name it (Oura `user_id`, WHOOP `user_id`).
+    #[arg(long)]
+    pub vendor_user_id: String,
+    /// Our user id; readings fetched for this account are stored under it.
+    #[arg(long)]
+    pub user_id: String,
+    /// OAuth access token (or LINK_ACCESS_TOKEN, which keeps it out of `ps`).
+    #[arg(long, env = "LINK_ACCESS_TOKEN", hide_env_values = true)]
+    pub access_token: Secret,
+    /// OAuth refresh token (or LINK_REFRESH_TOKEN).
+    #[arg(long, env = "LINK_REFRESH_TOKEN", hide_env_values = true)]
+    pub refresh_token: Secret,
+    /// When the access token expires (RFC 3339); without it the token is refreshed only
+    /// when the vendor answers 401.
+    #[arg(long)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Granted scopes, space-separated (informational).
+    #[arg(long)]
+    pub scopes: Option<String>,
+}
+
+/// `processor unlink-account` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct UnlinkAccount {
+    /// Vendor.
+    #[arg(long, value_enum)]
+    pub vendor: LinkVendor,
+    /// The vendor's user id.
+    #[arg(long)]
+    pub vendor_user_id: String,
+}
+
+/// A secret setting: never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl Secret {
+    /// The value.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Fetch-after-notify settings (Oura, WHOOP).
+#[derive(Debug, Clone, Args)]
+pub struct FetchConfig {
+    /// 32-byte key encrypting linked-account tokens at rest, as base64 or hex. Required
+    /// as soon as any account is linked; the service refuses to start without it then.
+    #[arg(long, env = "TOKEN_ENCRYPTION_KEY", hide_env_values = true)]
+    pub token_encryption_key: Option<Secret>,
+
+    /// Oura REST base URL.
+    #[arg(
+        long,
+        env = "OURA_API_BASE_URL",
+        default_value = "https://api.ouraring.com"
+    )]
+    pub oura_api_base_url: String,
+
+    /// WHOOP REST base URL (the `/v2/...` paths are appended).
+    #[arg(
+        long,
+        env = "WHOOP_API_BASE_URL",
+        default_value = "https://api.prod.whoop.com/developer"
+    )]
+    pub whoop_api_base_url: String,
+
+    /// Oura OAuth2 token endpoint (refresh grant).
+    #[arg(
+        long,
+        env = "OURA_TOKEN_URL",
+        default_value = "https://api.ouraring.com/oauth/token"
+    )]
+    pub oura_token_url: String,
+
+    /// WHOOP OAuth2 token endpoint (refresh grant).
+    #[arg(
+        long,
+        env = "WHOOP_TOKEN_URL",
+        default_value = "https://api.prod.whoop.com/oauth/oauth2/token"
+    )]
+    pub whoop_token_url: String,
+
+    /// Oura OAuth client id (needed to refresh tokens).
+    #[arg(long, env = "OURA_CLIENT_ID")]
+    pub oura_client_id: Option<String>,
+
+    /// Oura OAuth client secret (the same secret the edge verifies webhooks with).
+    #[arg(long, env = "OURA_CLIENT_SECRET", hide_env_values = true)]
+    pub oura_client_secret: Option<Secret>,
+
+    /// WHOOP OAuth client id (needed to refresh tokens).
+    #[arg(long, env = "WHOOP_CLIENT_ID")]
+    pub whoop_client_id: Option<String>,
+
+    /// WHOOP OAuth client secret (the same secret the edge verifies webhooks with).
+    #[arg(long, env = "WHOOP_CLIENT_SECRET", hide_env_values = true)]
+    pub whoop_client_secret: Option<Secret>,
+
+    /// Oura requests per period for the whole application. Oura documents 5,000
+    /// requests per 5 minutes (vendors.md §1.1).
+    #[arg(long, env = "OURA_RATE_LIMIT", default_value = "5000/5m")]
+    pub oura_rate_limit: Quota,
+
+    /// Oura requests per period for one linked account (Oura does not say whether its
+    /// limit is per application or per user, so both are enforced).
+    #[arg(long, env = "OURA_ACCOUNT_RATE_LIMIT", default_value = "5000/5m")]
+    pub oura_account_rate_limit: Quota,
+
+    /// WHOOP requests per period for the whole application (WHOOP's default app limit
+    /// is 100 requests per minute).
+    #[arg(long, env = "WHOOP_RATE_LIMIT", default_value = "100/1m")]
+    pub whoop_rate_limit: Quota,
+
+    /// WHOOP requests per period for one linked account.
+    #[arg(long, env = "WHOOP_ACCOUNT_RATE_LIMIT", default_value = "100/1m")]
+    pub whoop_account_rate_limit: Quota,
+
+    /// Longest a fetch waits for a rate-limit slot or a short Retry-After before the
+    /// notification is parked instead, so a partition never waits on one vendor or user.
+    #[arg(long, env = "FETCH_MAX_WAIT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub fetch_max_wait: Duration,
+
+    /// Timeout of one vendor request. Oura and WHOOP answer single documents in well
+    /// under a second; 10 s bounds a stuck connection without parking slow successes.
+    #[arg(long, env = "FETCH_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub fetch_timeout: Duration,
+
+    /// Notifications fetched at once within a batch (and by the retry task).
+    #[arg(long, env = "FETCH_CONCURRENCY", default_value_t = 16)]
+    pub fetch_concurrency: usize,
+
+    /// Refresh an access token that expires within this margin before using it.
+    #[arg(long, env = "TOKEN_REFRESH_MARGIN", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub token_refresh_margin: Duration,
+
+    /// How often the retry task looks for due parked notifications.
+    #[arg(long, env = "PARK_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub park_poll_interval: Duration,
+
+    /// First retry delay of a parked notification (doubles per attempt). WHOOP usually
+    /// scores within minutes, so 30 s, 1 min, 2 min… catches a pending score quickly.
+    #[arg(long, env = "PARK_RETRY_BASE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub park_retry_base: Duration,
+
+    /// Longest retry delay of a parked notification (Retry-After may exceed it).
+    #[arg(long, env = "PARK_RETRY_MAX", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub park_retry_max: Duration,
+}
+
+impl FetchConfig {
+    /// The token cipher, when TOKEN_ENCRYPTION_KEY is set.
+    pub fn token_cipher(&self) -> Result<Option<TokenCipher>, KeyError> {
+        self.token_encryption_key
+            .as_ref()
+            .map(|k| TokenCipher::from_env_value(k.expose()))
+            .transpose()
+    }
+
+    /// Oura quotas.
+    pub fn oura_quotas(&self) -> VendorQuotas {
+        VendorQuotas {
+            vendor: self.oura_rate_limit,
+            account: self.oura_account_rate_limit,
+        }
+    }
+
+    /// WHOOP quotas.
+    pub fn whoop_quotas(&self) -> VendorQuotas {
+        VendorQuotas {
+            vendor: self.whoop_rate_limit,
+            account: self.whoop_account_rate_limit,
+        }
+    }
 }
 
 /// Everything the processor reads at start.
@@ -106,6 +330,10 @@ pub struct Config {
     /// PostgreSQL pool size.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 4)]
     pub database_max_connections: u32,
+
+    /// Oura/WHOOP fetch settings.
+    #[command(flatten)]
+    pub fetch: FetchConfig,
 }
 
 /// A configuration value that cannot work, naming its variable.
@@ -140,6 +368,31 @@ impl Config {
             return Err(ConfigError {
                 var: "DLQ_TOPIC",
                 message: "raw, readings and DLQ topics must differ".into(),
+            });
+        }
+        if let Err(e) = self.fetch.token_cipher() {
+            return Err(ConfigError {
+                var: "TOKEN_ENCRYPTION_KEY",
+                message: e.to_string(),
+            });
+        }
+        for (var, url) in [
+            ("OURA_API_BASE_URL", &self.fetch.oura_api_base_url),
+            ("WHOOP_API_BASE_URL", &self.fetch.whoop_api_base_url),
+            ("OURA_TOKEN_URL", &self.fetch.oura_token_url),
+            ("WHOOP_TOKEN_URL", &self.fetch.whoop_token_url),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError {
+                    var,
+                    message: format!("{url:?} is not an http(s) URL"),
+                });
+            }
+        }
+        if self.fetch.fetch_concurrency == 0 {
+            return Err(ConfigError {
+                var: "FETCH_CONCURRENCY",
+                message: "must be at least 1".into(),
             });
         }
         Ok(())

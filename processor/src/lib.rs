@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod dedup;
+pub mod fetch;
 pub mod metrics;
 pub mod model;
 pub mod normalize;

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use processor::config::{Cli, Command};
+use processor::config::{Cli, Command, Config, LinkAccount, UnlinkAccount};
+use processor::fetch::accounts::{AccountStore, NewAccount};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -29,6 +30,8 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(message = "Migrations applied.");
             Ok(())
         }
+        Command::LinkAccount(args) => link_account(&config, args).await,
+        Command::UnlinkAccount(args) => unlink_account(&config, args).await,
         Command::Run => {
             let shutdown = CancellationToken::new();
             let metrics = Arc::new(processor::metrics::Metrics::new());
@@ -46,6 +49,63 @@ async fn main() -> anyhow::Result<()> {
             service.await
         }
     }
+}
+
+/// Connects with one connection and applies migrations, so the account commands work
+/// on a database no processor has started on yet.
+async fn accounts(config: &Config) -> anyhow::Result<AccountStore> {
+    let sink = processor::sink::postgres::PgSink::connect(&config.database_url, 1)
+        .await
+        .context("DATABASE_URL")?;
+    sink.migrate().await.context("migrations failed")?;
+    let cipher = config
+        .fetch
+        .token_cipher()
+        .context("TOKEN_ENCRYPTION_KEY")?;
+    Ok(AccountStore::new(sink.pool().clone(), cipher))
+}
+
+async fn link_account(config: &Config, args: LinkAccount) -> anyhow::Result<()> {
+    if config.fetch.token_encryption_key.is_none() {
+        anyhow::bail!(
+            "TOKEN_ENCRYPTION_KEY must be set to link an account (tokens are stored encrypted)"
+        );
+    }
+    let store = accounts(config).await?;
+    let vendor = args.vendor.into();
+    let woken = store
+        .link(&NewAccount {
+            vendor,
+            vendor_user_id: args.vendor_user_id.clone(),
+            user_id: args.user_id.clone(),
+            access_token: args.access_token.expose().to_owned(),
+            refresh_token: args.refresh_token.expose().to_owned(),
+            expires_at: args.expires_at,
+            scopes: args.scopes,
+        })
+        .await
+        .context("linking the account")?;
+    tracing::info!(message = "Account linked.", %vendor, vendor_user_id = %args.vendor_user_id, user_id = %args.user_id, parked_due = woken);
+    println!(
+        "linked {vendor} user {} to user {}; {woken} parked notification(s) due now",
+        args.vendor_user_id, args.user_id
+    );
+    Ok(())
+}
+
+async fn unlink_account(config: &Config, args: UnlinkAccount) -> anyhow::Result<()> {
+    let store = accounts(config).await?;
+    let vendor = args.vendor.into();
+    let existed = store
+        .unlink(vendor, &args.vendor_user_id)
+        .await
+        .context("unlinking the account")?;
+    if existed {
+        println!("unlinked {vendor} user {}", args.vendor_user_id);
+    } else {
+        println!("no linked {vendor} user {}", args.vendor_user_id);
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -28,6 +28,60 @@ struct PartitionLabels {
     partition: i32,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VendorStatusLabels {
+    vendor: &'static str,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VendorReasonLabels {
+    vendor: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VendorLabels {
+    vendor: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpenReasonLabels {
+    reason: String,
+}
+
+/// Fetched vendors as bounded label values.
+fn vendor_label(vendor: &str) -> &'static str {
+    match vendor {
+        "oura" => "oura",
+        "whoop" => "whoop",
+        _ => "other",
+    }
+}
+
+/// Parked-notification reasons as bounded label values (the set in
+/// `fetch::parking::ParkReason`; anything else read back from the table is `other`).
+fn reason_label(reason: &str) -> &'static str {
+    const KNOWN: [&str; 11] = [
+        "unlinked",
+        "reauth_required",
+        "token_key",
+        "refresh_failed",
+        "rate_limited",
+        "vendor_unavailable",
+        "pending_score",
+        "unscorable",
+        "no_score_state",
+        "not_found",
+        "rejected",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| **k == reason)
+        .copied()
+        .unwrap_or("other")
+}
+
 /// Prometheus registry and the processor's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -41,6 +95,13 @@ pub struct Metrics {
     retries: Family<StageLabels, Counter>,
     lag: Family<PartitionLabels, Gauge>,
     tombstones: Counter,
+    fetches: Family<VendorStatusLabels, Counter>,
+    refreshes: Family<VendorStatusLabels, Counter>,
+    parked: Family<VendorReasonLabels, Counter>,
+    parked_open: Family<OpenReasonLabels, Gauge>,
+    parked_retries: Family<VendorStatusLabels, Counter>,
+    rate_limit_waits: Family<VendorStatusLabels, Counter>,
+    rate_limit_wait_seconds: Family<VendorLabels, Histogram>,
 }
 
 impl Default for Metrics {
@@ -66,6 +127,16 @@ impl Metrics {
             retries: Family::default(),
             lag: Family::default(),
             tombstones: Counter::default(),
+            fetches: Family::default(),
+            refreshes: Family::default(),
+            parked: Family::default(),
+            parked_open: Family::default(),
+            parked_retries: Family::default(),
+            rate_limit_waits: Family::default(),
+            // 1 ms .. ~2 s: waits above the bound (1 s by default) park instead.
+            rate_limit_wait_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 12))
+            }),
             registry: Registry::default(),
         };
         registry.register(
@@ -118,6 +189,42 @@ impl Metrics {
             "Vendor deletions applied",
             m.tombstones.clone(),
         );
+        registry.register(
+            "processor_fetches",
+            "Vendor API requests for notifications, by vendor and status \
+             (ok, unauthorized, not_found, rate_limited, unavailable, rejected, bad_body)",
+            m.fetches.clone(),
+        );
+        registry.register(
+            "processor_token_refreshes",
+            "OAuth token refreshes, by vendor and status (ok, reused, revoked, error, not_configured)",
+            m.refreshes.clone(),
+        );
+        registry.register(
+            "processor_parked_notifications",
+            "Notifications parked (or closed without readings), by vendor and reason",
+            m.parked.clone(),
+        );
+        registry.register(
+            "processor_parked_notifications_open",
+            "Parked notifications waiting for a retry, by reason",
+            m.parked_open.clone(),
+        );
+        registry.register(
+            "processor_parked_retries",
+            "Retries of parked notifications, by vendor and status (done, parked_again, closed)",
+            m.parked_retries.clone(),
+        );
+        registry.register(
+            "processor_rate_limit_waits",
+            "Requests held by the client-side rate limit, by vendor and status (waited, parked)",
+            m.rate_limit_waits.clone(),
+        );
+        registry.register(
+            "processor_rate_limit_wait_seconds",
+            "Time requests waited for a rate-limit slot, by vendor",
+            m.rate_limit_wait_seconds.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -163,6 +270,73 @@ impl Metrics {
     /// Vendor deletions applied.
     pub fn tombstones(&self, n: u64) {
         self.tombstones.inc_by(n);
+    }
+
+    /// A vendor API request finished with `status`.
+    pub fn fetch(&self, vendor: &str, status: &'static str) {
+        self.fetches
+            .get_or_create(&VendorStatusLabels {
+                vendor: vendor_label(vendor),
+                status,
+            })
+            .inc();
+    }
+
+    /// A token refresh ended with `status`.
+    pub fn token_refresh(&self, vendor: &str, status: &'static str) {
+        self.refreshes
+            .get_or_create(&VendorStatusLabels {
+                vendor: vendor_label(vendor),
+                status,
+            })
+            .inc();
+    }
+
+    /// A notification was parked or closed for `reason`.
+    pub fn parked(&self, vendor: &str, reason: &str) {
+        self.parked
+            .get_or_create(&VendorReasonLabels {
+                vendor: vendor_label(vendor),
+                reason: reason_label(reason),
+            })
+            .inc();
+    }
+
+    /// Open parked notifications per reason, as counted in PostgreSQL.
+    pub fn parked_open(&self, counts: &[(String, i64)]) {
+        // Reasons that dropped to zero are absent from the query: reset all first.
+        self.parked_open.clear();
+        for (reason, n) in counts {
+            self.parked_open
+                .get_or_create(&OpenReasonLabels {
+                    reason: reason_label(reason).to_owned(),
+                })
+                .set(*n);
+        }
+    }
+
+    /// A parked notification was retried with `status`.
+    pub fn parked_retry(&self, vendor: &str, status: &'static str) {
+        self.parked_retries
+            .get_or_create(&VendorStatusLabels {
+                vendor: vendor_label(vendor),
+                status,
+            })
+            .inc();
+    }
+
+    /// The rate limit held a request for `wait`; zero means it parked instead.
+    pub fn rate_limit_wait(&self, vendor: &str, wait: std::time::Duration) {
+        let vendor = vendor_label(vendor);
+        let status = if wait.is_zero() { "parked" } else { "waited" };
+        self.rate_limit_waits
+            .get_or_create(&VendorStatusLabels { vendor, status })
+            .inc();
+        if !wait.is_zero() {
+            self.rate_limit_wait_seconds
+                .get_or_create(&VendorLabels { vendor })
+                .observe(wait.as_secs_f64());
+        }
     }
 
     /// Consumer lag of one partition.

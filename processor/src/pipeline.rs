@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use bridge_core::{DecodeError, RawEnvelope, RegisteredCodec, SchemaRegistry};
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
@@ -25,6 +26,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::dedup::Dedup;
+use crate::fetch::notification::Vendor;
+use crate::fetch::parking::{Origin, Park};
+use crate::fetch::{Fetch, Outcome};
 use crate::metrics::Metrics;
 use crate::normalize;
 use crate::publish::{self, DeadLetter, Provenance};
@@ -89,6 +93,9 @@ pub struct Pipeline {
     pub sink: PgSink,
     /// Redis filter; `None` runs on PostgreSQL keys alone.
     pub dedup: Option<Dedup>,
+    /// Fetch stage for notification-only vendors (Oura, WHOOP); `None` dead-letters
+    /// their envelopes as `notification_only`.
+    pub fetch: Option<Arc<Fetch>>,
     /// Topics.
     pub topics: Topics,
     /// Batch limits.
@@ -258,11 +265,34 @@ impl Pipeline {
             .collect();
         let seen = self.seen(&keys).await;
 
-        // 3. Normalize (pure) in offset order.
+        // 3a. Which envelopes are repeats (already committed, or a second copy within
+        // this batch): decided first so that no repeat is fetched.
+        let mut in_batch = std::collections::HashSet::new();
+        let mut skip = vec![false; decoded.len()];
+        let mut hits = 0u64;
+        for (i, d) in decoded.iter().enumerate() {
+            if d.result.is_err() {
+                continue;
+            }
+            let repeat = keys
+                .get(i)
+                .and_then(Option::as_ref)
+                .is_some_and(|k| !in_batch.insert(k.clone()));
+            if seen.get(i).copied().unwrap_or(false) || repeat {
+                skip[i] = true;
+                hits += 1;
+            }
+        }
+
+        // 3b. Fetch the documents of Oura/WHOOP notifications, concurrently; whatever
+        // cannot be fetched quickly comes back as a park decision, not a wait.
+        let mut fetched = self.fetch_all(&decoded, &skip, &mut deadline).await?;
+
+        // 3c. Normalize (pure) in offset order.
         let mut items: Vec<Item<'_>> = Vec::new();
         let mut letters = Vec::new();
-        let mut in_batch = std::collections::HashSet::new();
-        let mut hits = 0u64;
+        let mut parks: Vec<(&OwnedMessage, &RawEnvelope, Park)> = Vec::new();
+        let mut parked_keys = Vec::new();
         for (i, d) in decoded.iter().enumerate() {
             let env = match &d.result {
                 Ok(env) => env,
@@ -271,11 +301,32 @@ impl Pipeline {
                     continue;
                 }
             };
+            if skip[i] {
+                continue;
+            }
             let key = keys.get(i).cloned().flatten();
-            // Already committed earlier, or a second copy within this very batch.
-            let repeat = key.as_ref().is_some_and(|k| !in_batch.insert(k.clone()));
-            if seen.get(i).copied().unwrap_or(false) || repeat {
-                hits += 1;
+            if let Some(outcome) = fetched.remove(&i) {
+                match outcome {
+                    Outcome::Ready { normalized, note } => {
+                        if let Some(park) = note {
+                            parks.push((&d.msg, env, park));
+                        }
+                        items.push(Item {
+                            msg: &d.msg,
+                            env,
+                            key,
+                            normalized,
+                        });
+                    }
+                    Outcome::Park(park) => {
+                        parks.push((&d.msg, env, park));
+                        parked_keys.extend(key);
+                    }
+                    Outcome::Reject { reason, detail } => {
+                        tracing::warn!(message = "Notification cannot be fetched; dead-lettering.", reason, %detail, vendor = %env.vendor);
+                        letters.push(self.dead_letter(&d.msg, reason, detail));
+                    }
+                }
                 continue;
             }
             let span =
@@ -353,7 +404,15 @@ impl Pipeline {
                     .map(move |r| (r, prov.clone()))
             })
             .collect();
-        let processed_keys: Vec<String> = items.iter().filter_map(|i| i.key.clone()).collect();
+        let mut processed_keys: Vec<String> = items.iter().filter_map(|i| i.key.clone()).collect();
+
+        // 4b. Park what must wait, durably, before any offset is stored: a crash before
+        // this point replays the notification, after it the retry task owns it.
+        for (msg, env, park) in &parks {
+            self.park(msg, env, park, &mut deadline, &mut letters)
+                .await?;
+        }
+        processed_keys.extend(parked_keys);
 
         // 5. Publish readings and dead letters; offsets wait for both.
         if !published.is_empty() {
@@ -394,6 +453,114 @@ impl Pipeline {
             self.metrics.dedup_error(&e);
         }
         Ok(offsets)
+    }
+
+    /// Fetches every Oura/WHOOP notification of the batch (not the repeats), at most
+    /// `FETCH_CONCURRENCY` at once. PostgreSQL failures are retried one by one with the
+    /// batch's backoff; vendor problems are already outcomes.
+    async fn fetch_all(
+        &self,
+        decoded: &[Decoded],
+        skip: &[bool],
+        deadline: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<HashMap<usize, Outcome>, BatchError> {
+        let Some(fetch) = &self.fetch else {
+            return Ok(HashMap::new());
+        };
+        let jobs: Vec<(usize, Vendor, &RawEnvelope)> = decoded
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !skip.get(*i).copied().unwrap_or(false))
+            .filter_map(|(i, d)| {
+                let env = d.result.as_ref().ok()?;
+                Some((i, Vendor::from_route(&env.vendor)?, env))
+            })
+            .collect();
+        if jobs.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let run = futures::stream::iter(jobs.iter().map(|&(i, vendor, env)| {
+            let span = tracing::info_span!("fetch", vendor = %env.vendor, event_id = %env.event_id);
+            if let Some(tp) = env.header("traceparent") {
+                bridge_core::telemetry::set_parent(&span, tp);
+            }
+            async move { (i, fetch.fetcher.handle(vendor, &env.body).await) }.instrument(span)
+        }))
+        .buffer_unordered(fetch.concurrency.max(1))
+        .collect::<Vec<_>>();
+        let results = tokio::select! {
+            r = run => r,
+            _ = deadline.as_mut() => return Err(BatchError::Aborted("fetch")),
+        };
+        let mut out = HashMap::with_capacity(results.len());
+        for (i, result) in results {
+            let outcome = match result {
+                Ok(o) => o,
+                Err(first) => {
+                    self.metrics.retry("fetch", &first);
+                    let Some(&(_, vendor, env)) = jobs.iter().find(|j| j.0 == i) else {
+                        continue;
+                    };
+                    retry(&self.metrics, "fetch", deadline, || async {
+                        fetch
+                            .fetcher
+                            .handle(vendor, &env.body)
+                            .await
+                            .map_err(|e| Transient(e.to_string()))
+                    })
+                    .await?
+                }
+            };
+            out.insert(i, outcome);
+        }
+        Ok(out)
+    }
+
+    /// Makes a park decision durable (retrying PostgreSQL outages). A row PostgreSQL
+    /// refuses for its content is dead-lettered instead, so nothing is lost either way.
+    async fn park(
+        &self,
+        msg: &OwnedMessage,
+        env: &RawEnvelope,
+        park: &Park,
+        deadline: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+        letters: &mut Vec<DeadLetter>,
+    ) -> Result<(), BatchError> {
+        let Some(fetch) = &self.fetch else {
+            return Ok(());
+        };
+        let origin = Origin {
+            event_id: &env.event_id,
+            vendor: &env.vendor,
+            body: &env.body,
+            headers: &env.headers,
+            received_at: DateTime::<Utc>::from_timestamp_micros(env.received_at_micros)
+                .unwrap_or_default(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+        };
+        let delay = fetch.backoff.delay(park, 0);
+        let outcome = retry(&self.metrics, "park", deadline, || async {
+            match fetch.parked.park(&origin, park, delay).await {
+                Ok(()) => Ok(Ok(())),
+                Err(sqlx::Error::Database(e))
+                    if e.code()
+                        .is_some_and(|c| c.starts_with("22") || c.starts_with("23")) =>
+                {
+                    Ok(Err(e.to_string()))
+                }
+                Err(e) => Err(Transient(e.to_string())),
+            }
+        })
+        .await?;
+        match outcome {
+            Ok(()) => {
+                self.metrics.parked(&env.vendor, park.reason.as_str());
+                tracing::info!(message = "Notification parked.", vendor = %env.vendor, event_id = %env.event_id, reason = park.reason.as_str(), detail = %park.detail);
+            }
+            Err(detail) => letters.push(self.dead_letter(msg, "park_refused", detail)),
+        }
+        Ok(())
     }
 
     /// Writes with retries on transient errors; `Ok(Err(_))` is a permanent refusal.

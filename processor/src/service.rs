@@ -15,6 +15,11 @@ use warp::http::StatusCode;
 
 use crate::config::Config;
 use crate::dedup::Dedup;
+use crate::fetch::accounts::{AccountError, AccountStore};
+use crate::fetch::api::OAuthClient;
+use crate::fetch::parking::{Backoff, ParkStore};
+use crate::fetch::ratelimit::RateLimits;
+use crate::fetch::{Endpoints, Fetch, Fetcher, Settings};
 use crate::metrics::Metrics;
 use crate::pipeline::{BatchLimits, LagContext, Pipeline, Topics};
 use crate::publish::{self, READING_SCHEMA};
@@ -31,6 +36,8 @@ pub async fn start(
         .await
         .context("DATABASE_URL: cannot connect to PostgreSQL")?;
     sink.migrate().await.context("applying migrations")?;
+
+    let fetch = Arc::new(fetch_stage(config, &sink, metrics.clone()).await?);
 
     // Lazy: a Redis that is down at start is retried per call; PostgreSQL keys keep
     // results correct meanwhile, Redis only saves work.
@@ -95,6 +102,18 @@ pub async fn start(
             .run(),
     );
 
+    tokio::spawn(crate::fetch::worker::run(
+        fetch.clone(),
+        crate::fetch::worker::Outputs {
+            sink: sink.clone(),
+            producer: producer.clone(),
+            codec: readings_codec.clone(),
+            topic: config.readings_topic.clone(),
+        },
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+
     let pipeline = Pipeline {
         consumer,
         registry,
@@ -102,6 +121,7 @@ pub async fn start(
         producer,
         sink,
         dedup,
+        fetch: Some(fetch),
         topics: Topics {
             raw: config.raw_topic.clone(),
             readings: config.readings_topic.clone(),
@@ -117,6 +137,94 @@ pub async fn start(
     };
     tracing::info!(message = "Processor started.", topic = %config.raw_topic, group = %config.group_id);
     Ok(pipeline.run(shutdown))
+}
+
+/// Builds the Oura/WHOOP fetch stage. Refuses to start when linked accounts exist and
+/// TOKEN_ENCRYPTION_KEY is missing or does not decrypt them.
+async fn fetch_stage(
+    config: &Config,
+    sink: &PgSink,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Fetch> {
+    let f = &config.fetch;
+    let cipher = f.token_cipher().context("TOKEN_ENCRYPTION_KEY")?;
+    let accounts = AccountStore::new(sink.pool().clone(), cipher);
+    match accounts.check_key().await {
+        Ok(_) => {}
+        Err(AccountError::NoKey) => anyhow::bail!(
+            "TOKEN_ENCRYPTION_KEY is not set, but linked accounts exist: set it to the key they were linked with"
+        ),
+        Err(e @ AccountError::Decrypt(_)) => {
+            anyhow::bail!(
+                "TOKEN_ENCRYPTION_KEY does not decrypt the stored linked-account tokens: {e}"
+            )
+        }
+        Err(e) => return Err(e).context("reading linked_accounts"),
+    }
+    for (var, set) in [
+        ("OURA_CLIENT_ID", f.oura_client_id.is_some()),
+        ("OURA_CLIENT_SECRET", f.oura_client_secret.is_some()),
+        ("WHOOP_CLIENT_ID", f.whoop_client_id.is_some()),
+        ("WHOOP_CLIENT_SECRET", f.whoop_client_secret.is_some()),
+    ] {
+        if !set {
+            tracing::warn!(
+                message =
+                    "OAuth client setting missing; tokens of that vendor cannot be refreshed.",
+                var
+            );
+        }
+    }
+    let http = reqwest::Client::builder()
+        .user_agent(concat!(
+            "biometric-bridge-processor/",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .build()
+        .context("building the HTTP client")?;
+    let secret = |s: &Option<crate::config::Secret>| s.as_ref().map(|s| s.expose().to_owned());
+    let oura = Endpoints {
+        api_base: f.oura_api_base_url.clone(),
+        oauth: OAuthClient {
+            token_url: f.oura_token_url.clone(),
+            client_id: f.oura_client_id.clone(),
+            client_secret: secret(&f.oura_client_secret),
+            refresh_scope: None,
+        },
+        client_id_var: "OURA_CLIENT_ID",
+        client_secret_var: "OURA_CLIENT_SECRET",
+    };
+    let whoop = Endpoints {
+        api_base: f.whoop_api_base_url.clone(),
+        oauth: OAuthClient {
+            token_url: f.whoop_token_url.clone(),
+            client_id: f.whoop_client_id.clone(),
+            client_secret: secret(&f.whoop_client_secret),
+            refresh_scope: Some("offline"),
+        },
+        client_id_var: "WHOOP_CLIENT_ID",
+        client_secret_var: "WHOOP_CLIENT_SECRET",
+    };
+    let settings = Settings {
+        max_wait: f.fetch_max_wait,
+        request_timeout: f.fetch_timeout,
+        refresh_margin: f.token_refresh_margin,
+        // Long enough to ride out a load balancer's hiccup, short enough not to hold the batch.
+        short_retry: Duration::from_millis(250),
+        // WHOOP and Oura document no default; a minute is a polite guess.
+        default_retry_after: Duration::from_secs(60),
+    };
+    let limits = RateLimits::new(f.oura_quotas(), f.whoop_quotas());
+    Ok(Fetch {
+        fetcher: Fetcher::new(accounts, http, oura, whoop, limits, settings, metrics),
+        parked: ParkStore::new(sink.pool().clone()),
+        backoff: Backoff {
+            base: f.park_retry_base,
+            max: f.park_retry_max,
+        },
+        concurrency: f.fetch_concurrency,
+        poll_interval: f.park_poll_interval,
+    })
 }
 
 #[derive(Clone)]

@@ -300,6 +300,9 @@ impl Edge {
     }
 }
 
+/// Token encryption key every test processor gets (32 bytes, hex).
+pub const TEST_TOKEN_KEY: &str = "6b6579206f6e6c7920666f722074657374732c206e6f7420666f72207573652e";
+
 /// A running processor process with its own group and topics.
 pub struct ProcessorProc {
     /// Probe base URL.
@@ -355,6 +358,9 @@ impl ProcessorProc {
             // Short so rebalances in tests settle quickly.
             ("KAFKA_SESSION_TIMEOUT", "10s".into()),
             ("DRAIN_TIMEOUT", "5s".into()),
+            // The shared database may hold linked accounts from the fetch tests; a
+            // processor refuses to start without the key once any account exists.
+            ("TOKEN_ENCRYPTION_KEY", TEST_TOKEN_KEY.into()),
         ];
         env.extend(extra.iter().cloned());
         let proc = Proc::start("processor", &env);

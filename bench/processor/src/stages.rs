@@ -1,0 +1,180 @@
+//! Stage profile: the processor's own stage functions (registry decode, Redis check,
+//! normalize, `PgSink::write`, `publish::readings`, Redis mark), called in the order
+//! `processor/src/pipeline.rs` calls them, on full-size batches, each stage timed.
+//! The processor exports only whole-batch timings; this says which stage they are made of.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bridge_core::{RawEnvelope, defaults, envelope::RAW_ENVELOPE_SCHEMA};
+use chrono::{DateTime, Utc};
+use processor::dedup::{DEFAULT_TTL, Dedup};
+use processor::publish::{self, Provenance, READING_SCHEMA};
+use processor::sink::Batch;
+
+use crate::Ctx;
+use crate::stack;
+use crate::terra::{self, User};
+
+/// Records per batch: the processor's default `BATCH_MAX_RECORDS`, which the
+/// throughput rounds fill.
+const BATCH: usize = 1000;
+
+/// The stage names, in pipeline order.
+pub const STAGES: [&str; 6] = [
+    "decode",
+    "Redis check",
+    "normalize",
+    "upsert",
+    "publish",
+    "Redis mark",
+];
+
+/// Mean time per batch of each stage, in [`STAGES`] order.
+#[derive(Debug, Clone, Default)]
+pub struct Stages {
+    /// Batches timed (after one untimed warm-up batch).
+    pub batches: usize,
+    /// Readings per batch.
+    pub readings: usize,
+    /// Mean per stage.
+    pub mean: [Duration; 6],
+}
+
+impl Stages {
+    /// Sum of the stage means.
+    pub fn total(&self) -> Duration {
+        self.mean.iter().sum()
+    }
+}
+
+/// Times `batches` batches (plus one warm-up) through the stage functions.
+pub async fn run(ctx: &Ctx, batches: usize) -> anyhow::Result<Stages> {
+    let raw = format!("bench.proc.raw.{}.stages", ctx.run_id);
+    let readings_topic = format!("{raw}.readings");
+    let prefix = format!("bench-stage-{}-", ctx.run_id);
+    ctx.kafka
+        .create(&[
+            (&raw, ctx.cfg.partitions),
+            (&readings_topic, ctx.cfg.partitions),
+        ])
+        .await?;
+    let mut keys = Vec::new();
+    let result = profile(ctx, &raw, &readings_topic, &prefix, batches, &mut keys).await;
+    if let Err(e) = stack::delete_rows(ctx.sink.pool(), &[&prefix]).await {
+        eprintln!("bench: could not delete stage-profile rows: {e}");
+    }
+    stack::delete_dedup_keys(&ctx.cfg.redis_url, &keys).await;
+    ctx.drop_topics(&[raw, readings_topic]).await;
+    result
+}
+
+async fn profile(
+    ctx: &Ctx,
+    raw: &str,
+    readings_topic: &str,
+    prefix: &str,
+    batches: usize,
+    all_keys: &mut Vec<String>,
+) -> anyhow::Result<Stages> {
+    let raw_codec = ctx
+        .registry
+        .register(&defaults::value_subject(raw), RAW_ENVELOPE_SCHEMA)
+        .await?;
+    let readings_codec = ctx
+        .registry
+        .register(&defaults::value_subject(readings_topic), READING_SCHEMA)
+        .await?;
+    let producer = publish::producer(&ctx.cfg.kafka_bootstrap_servers)?;
+    let dedup = Dedup::connect(&ctx.cfg.redis_url, DEFAULT_TTL)
+        .await
+        .context("REDIS_URL")?;
+    let users: Vec<User> = (0..ctx.cfg.users)
+        .map(|u| User::new(format!("{prefix}u{u:04}")))
+        .collect();
+    let now = Utc::now();
+    let mut out = Stages {
+        batches,
+        ..Stages::default()
+    };
+    let mut totals = [Duration::ZERO; 6];
+
+    for b in 0..=batches {
+        // Untimed: what the edge and Kafka would have delivered.
+        let mut payloads = Vec::with_capacity(BATCH);
+        for i in 0..BATCH {
+            let n = b * BATCH + i;
+            let user = &users[n % users.len()];
+            let body = terra::daily_body(user, (n / users.len()) as u64, &n.to_string());
+            let env = terra::envelope(
+                body,
+                now.timestamp(),
+                now.timestamp_millis(),
+                now.timestamp_micros(),
+            );
+            payloads.push(raw_codec.encode(env.into_avro())?);
+        }
+
+        let mut took = [Duration::ZERO; 6];
+        let t = Instant::now();
+        let mut envs: Vec<RawEnvelope> = Vec::with_capacity(BATCH);
+        for p in &payloads {
+            let value = ctx.registry.decode(p).await?;
+            envs.push(RawEnvelope::from_avro(value)?);
+        }
+        took[0] = t.elapsed();
+
+        let t = Instant::now();
+        let keys: Vec<String> = envs.iter().map(Dedup::delivery_key).collect();
+        dedup.seen_many(&keys).await?;
+        took[1] = t.elapsed();
+
+        let t = Instant::now();
+        let mut batch = Batch::default();
+        let mut published = Vec::new();
+        for (offset, env) in envs.iter().enumerate() {
+            let normalized = processor::normalize::normalize(env)?;
+            let prov = Provenance {
+                event_id: env.event_id.clone(),
+                partition: 0,
+                offset: offset as i64,
+            };
+            published.extend(
+                normalized
+                    .readings
+                    .iter()
+                    .cloned()
+                    .map(|r| (r, prov.clone())),
+            );
+            let received =
+                DateTime::<Utc>::from_timestamp_micros(env.received_at_micros).unwrap_or_default();
+            batch.push(&env.event_id, received, normalized);
+        }
+        took[2] = t.elapsed();
+
+        let t = Instant::now();
+        ctx.sink.write(&batch).await?;
+        took[3] = t.elapsed();
+
+        let t = Instant::now();
+        publish::readings(&producer, readings_topic, &readings_codec, &published).await?;
+        took[4] = t.elapsed();
+
+        let t = Instant::now();
+        dedup.mark_many(&keys).await?;
+        took[5] = t.elapsed();
+        all_keys.extend(keys);
+
+        out.readings = batch.readings.len();
+        // Batch 0 warms the registry cache, the pools and the producer.
+        if b > 0 {
+            for (total, t) in totals.iter_mut().zip(took) {
+                *total += t;
+            }
+        }
+    }
+    for (mean, total) in out.mean.iter_mut().zip(totals) {
+        *mean = total / batches.max(1) as u32;
+    }
+    Ok(out)
+}

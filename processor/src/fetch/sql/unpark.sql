@@ -1,0 +1,1 @@
+DELETE FROM parked_notifications WHERE event_id = $1
