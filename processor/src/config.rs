@@ -322,8 +322,10 @@ pub struct Config {
     #[arg(long, env = "KAFKA_SESSION_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub session_timeout: Duration,
 
-    /// Bound on finishing the in-flight batch at shutdown or rebalance; must be below
-    /// the session timeout so the group never evicts us mid-drain.
+    /// Bound on finishing the in-flight batch after SIGTERM; must be below the session
+    /// timeout so the group never evicts us mid-drain. (At a rebalance the in-flight
+    /// batch finishes before the next poll hands partitions over; offsets of revoked
+    /// partitions are not stored and their records are redelivered to the new owner.)
     #[arg(long, env = "DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
 

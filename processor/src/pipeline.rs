@@ -178,11 +178,17 @@ impl Pipeline {
             }
         }
         // Stored offsets are committed now rather than at the next auto-commit tick.
-        if let Err(error) = self
+        match self
             .consumer
             .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
         {
-            tracing::warn!(message = "Final offset commit failed; uncommitted records will be redelivered.", %error);
+            Ok(()) => {}
+            // Nothing stored since the last auto-commit: nothing to do.
+            Err(e)
+                if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::NoOffset) => {}
+            Err(error) => {
+                tracing::warn!(message = "Final offset commit failed; uncommitted records will be redelivered.", %error);
+            }
         }
         tracing::info!(message = "Pipeline stopped.");
         Ok(())
@@ -396,6 +402,7 @@ impl Pipeline {
                     event_id: item.env.event_id.clone(),
                     partition: item.msg.partition(),
                     offset: item.msg.offset(),
+                    traceparent: item.env.header("traceparent").map(str::to_string),
                 };
                 item.normalized
                     .readings

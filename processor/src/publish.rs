@@ -26,6 +26,9 @@ pub struct Provenance {
     pub partition: i32,
     /// Raw offset.
     pub offset: i64,
+    /// The webhook's W3C trace context, carried on as a Kafka header so agents'
+    /// consumers can join the edge's trace.
+    pub traceparent: Option<String>,
 }
 
 /// Failed to publish; always transient from the processor's view (retry the batch stage).
@@ -103,10 +106,16 @@ pub async fn readings(
         let bytes = codec
             .encode(reading_value(r, p))
             .map_err(|e| PublishError::Encode(e.to_string()))?;
-        payloads.push((r.user_id.as_str(), bytes));
+        payloads.push((r.user_id.as_str(), bytes, p.traceparent.as_deref()));
     }
-    let sends = payloads.iter().map(|(key, payload)| {
-        let record = FutureRecord::to(topic).key(*key).payload(payload);
+    let sends = payloads.iter().map(|(key, payload, traceparent)| {
+        let mut record = FutureRecord::to(topic).key(*key).payload(payload);
+        if let Some(tp) = traceparent {
+            record = record.headers(OwnedHeaders::new_with_capacity(1).insert(Header {
+                key: "traceparent",
+                value: Some(*tp),
+            }));
+        }
         async move {
             producer
                 .send(record, Timeout::After(Duration::from_secs(30)))

@@ -114,6 +114,7 @@ async fn retry_one(fetch: &Fetch, out: &Outputs, metrics: &Metrics, c: Claimed) 
                     event_id: c.event_id.clone(),
                     partition: c.partition,
                     offset: c.offset,
+                    traceparent: None,
                 };
                 let published: Vec<_> = readings
                     .iter()
