@@ -138,6 +138,7 @@ async fn profile(
                 event_id: env.event_id.clone(),
                 partition: 0,
                 offset: offset as i64,
+                traceparent: None,
             };
             published.extend(
                 normalized
