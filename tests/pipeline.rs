@@ -223,19 +223,8 @@ async fn duplicates_and_stale_copies_change_nothing() {
     );
 
     // The second copy of the first delivery is a dedup hit, counted.
-    let metrics = reqwest::get(format!("{}/metrics", processor.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let hits: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("processor_dedup_hits_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    assert!(hits >= 1.0, "{metrics}");
+    let hits = metric(&processor.url, "processor_dedup_hits_total").await;
+    assert!(hits >= 1.0, "dedup hits: {hits}");
 }
 
 #[tokio::test]
@@ -371,19 +360,7 @@ async fn two_replicas_split_partitions_and_process_everything_once() {
 
     let mut consumed = Vec::new();
     for p in [&a, &b] {
-        let metrics = reqwest::get(format!("{}/metrics", p.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let records: f64 = metrics
-            .lines()
-            .find(|l| l.starts_with("processor_raw_records_total"))
-            .and_then(|l| l.split_whitespace().last())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
-        consumed.push(records);
+        consumed.push(metric(&p.url, "processor_raw_records_total").await);
     }
     assert!(
         consumed.iter().all(|c| *c > 0.0),

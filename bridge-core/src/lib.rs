@@ -2,6 +2,7 @@
 //! Confluent-compatible schema registry, Kafka trace-context helpers and
 //! telemetry set-up. Nothing else lives here.
 
+pub mod config;
 pub mod defaults;
 pub mod envelope;
 pub mod registry;

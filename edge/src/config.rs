@@ -130,15 +130,7 @@ pub struct Config {
     pub kafka_linger: Duration,
 }
 
-/// A configuration value that cannot work, naming its variable.
-#[derive(Debug, thiserror::Error)]
-#[error("{var}: {message}")]
-pub struct ConfigError {
-    /// Environment variable at fault.
-    pub var: &'static str,
-    /// What is wrong with it.
-    pub message: String,
-}
+pub use bridge_core::config::ConfigError;
 
 impl Config {
     /// Cross-field and format checks that clap cannot express.

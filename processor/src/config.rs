@@ -338,15 +338,7 @@ pub struct Config {
     pub fetch: FetchConfig,
 }
 
-/// A configuration value that cannot work, naming its variable.
-#[derive(Debug, thiserror::Error)]
-#[error("{var}: {message}")]
-pub struct ConfigError {
-    /// Environment variable at fault.
-    pub var: &'static str,
-    /// What is wrong.
-    pub message: String,
-}
+pub use bridge_core::config::ConfigError;
 
 impl Config {
     /// Cross-field checks.

@@ -369,3 +369,19 @@ impl ProcessorProc {
         ProcessorProc { url, proc }
     }
 }
+
+/// The value of an unlabelled metric from a Prometheus `/metrics` page (0 when absent).
+pub async fn metric(base_url: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{base_url}/metrics"))
+        .await
+        .and_then(|r| r.error_for_status())
+        .expect("metrics endpoint")
+        .text()
+        .await
+        .expect("metrics body");
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
