@@ -379,3 +379,24 @@ async fn a_configured_generic_hmac_source_is_verified_and_appended() {
     assert_eq!(got[0].1.vendor, "fitbit");
     assert_eq!(got[0].1.body, body);
 }
+
+#[tokio::test]
+async fn a_body_at_the_limit_is_accepted_not_503() {
+    let topic = unique("edge-big");
+    create_topic(&topic, 1).await;
+    let edge = Edge::start(&topic, &[]).await;
+    // Just under the default 1 MiB limit, above librdkafka's default message size.
+    let mut body = br#"{"data":{"metrics":[]},"pad":""#.to_vec();
+    body.resize(1024 * 1024 - 2, b'x');
+    body.extend_from_slice(b"\"}");
+    let resp = reqwest::Client::new()
+        .post(format!("{}/webhooks/healthkit", edge.url))
+        .header("api-key", secrets::HEALTHKIT_KEY)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let got = decoded(&topic, 1).await;
+    assert_eq!(got[0].1.body.len(), body.len());
+}

@@ -157,19 +157,47 @@ impl SchemaRegistry {
                 bytes.first()
             )));
         }
-        self.decoder
-            .decode(Some(bytes))
-            .await
-            .map(|r| r.value)
-            .map_err(classify)
+        match self.decoder.decode(Some(bytes)).await {
+            Ok(r) => Ok(r.value),
+            Err(e) => self.classify(bytes, e).await,
+        }
     }
-}
 
-fn classify(e: SRCError) -> DecodeError {
-    if e.retriable {
-        DecodeError::Transient(e.to_string())
-    } else {
-        DecodeError::Poison(e.to_string())
+    /// The converter marks every registry answer but 502/503 as final and caches it per
+    /// schema id, so a single 500 would turn every later record of that id into poison.
+    /// Only two answers are final here: the registry says the id does not exist, or it
+    /// serves the schema and the datum still does not decode against it.
+    async fn classify(&self, bytes: &[u8], e: SRCError) -> Result<Value, DecodeError> {
+        if e.retriable {
+            return Err(DecodeError::Transient(e.to_string()));
+        }
+        self.decoder.remove_errors_from_cache();
+        let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+        let url = format!("{}/schemas/ids/{id}", self.url.trim_end_matches('/'));
+        let status = reqwest::Client::new()
+            .get(&url)
+            .timeout(REGISTRY_TIMEOUT)
+            .send()
+            .await
+            .map(|r| r.status());
+        match status {
+            Ok(s) if s == reqwest::StatusCode::NOT_FOUND => Err(DecodeError::Poison(format!(
+                "schema id {id} is unknown to the registry"
+            ))),
+            Ok(s) if s.is_success() => match self.decoder.decode(Some(bytes)).await {
+                Ok(r) => Ok(r.value),
+                Err(e) if e.retriable => Err(DecodeError::Transient(e.to_string())),
+                Err(e) => Err(DecodeError::Poison(format!(
+                    "datum does not match schema {id}: {e}"
+                ))),
+            },
+            Ok(s) => Err(DecodeError::Transient(format!(
+                "registry answered {s} for schema {id}: {e}"
+            ))),
+            Err(http) => Err(DecodeError::Transient(format!(
+                "registry unreachable for schema {id}: {http}"
+            ))),
+        }
     }
 }
 

@@ -16,6 +16,10 @@ use crate::verify::{
     WhoopVerifier,
 };
 
+/// Room for the envelope around the body (headers, ids, query): generous, since
+/// vendors' header values are small and the edge keeps only a few of them.
+const ENVELOPE_OVERHEAD_BYTES: u64 = 64 * 1024;
+
 /// Builds the shared application state, registering the envelope schema first.
 pub async fn build(config: &Config) -> anyhow::Result<App> {
     let (verifiers, oura) = verifiers(config);
@@ -41,6 +45,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         bootstrap_servers: config.kafka_bootstrap_servers.clone(),
         delivery_timeout: config.produce_timeout,
         linger: config.kafka_linger,
+        max_message_bytes: config.max_body_bytes + ENVELOPE_OVERHEAD_BYTES,
     })
     .context("KAFKA_BOOTSTRAP_SERVERS: cannot create producer")?;
 

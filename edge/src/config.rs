@@ -162,6 +162,34 @@ impl Config {
         if let Some(json) = &self.generic_hmac_sources {
             crate::generic_sources::parse(json)?;
         }
+        // librdkafka refuses message.timeout.ms <= linger.ms and values beyond i32 ms;
+        // name the variables here instead of failing later as a producer error.
+        if self.kafka_linger >= self.produce_timeout {
+            return Err(ConfigError {
+                var: "KAFKA_LINGER",
+                message: "must be below PRODUCE_TIMEOUT".into(),
+            });
+        }
+        if self.produce_timeout.as_millis() > i32::MAX as u128 {
+            return Err(ConfigError {
+                var: "PRODUCE_TIMEOUT",
+                message: "must be at most 24 days".into(),
+            });
+        }
+        if self.shutdown_timeout <= self.produce_timeout {
+            return Err(ConfigError {
+                var: "SHUTDOWN_TIMEOUT",
+                message: "must exceed PRODUCE_TIMEOUT so in-flight requests get their answer"
+                    .into(),
+            });
+        }
+        if self.max_body_bytes > 16 * 1024 * 1024 {
+            return Err(ConfigError {
+                var: "MAX_BODY_BYTES",
+                message: "at most 16 MiB (the broker's message.max.bytes must also allow it)"
+                    .into(),
+            });
+        }
         if self.produce_timeout < Duration::from_millis(100) {
             return Err(ConfigError {
                 var: "PRODUCE_TIMEOUT",

@@ -59,7 +59,14 @@ fn err(message: String) -> ConfigError {
 /// Parses the variable's JSON; every mistake names the source and field.
 pub fn parse(json: &str) -> Result<Vec<GenericSource>, ConfigError> {
     let sources: Vec<Source> =
-        serde_json::from_str(json).map_err(|e| err(format!("invalid JSON: {e}")))?;
+        // Only the position: serde's message can quote a value, and values are secrets.
+        serde_json::from_str(json).map_err(|e| {
+            err(format!(
+                "invalid JSON or wrong field type at line {} column {}",
+                e.line(),
+                e.column()
+            ))
+        })?;
     sources.into_iter().map(convert).collect()
 }
 
@@ -108,6 +115,13 @@ fn convert(s: Source) -> Result<GenericSource, ConfigError> {
     };
     let signed = match s.signed.as_str() {
         "body" => SignedContent::Body,
+        // Without a separator, a unit that reads both s and ms would let digits move
+        // between the timestamp and the body under the same signature.
+        "timestamp_body" if s.timestamp_unit.as_deref() == Some("auto") => {
+            return Err(err(format!(
+                "{name}: timestamp_unit \"auto\" is unsafe with timestamp_body; choose s or ms"
+            )));
+        }
         "timestamp_body" => SignedContent::TimestampBody(timestamp()?),
         "timestamp_dot_body" => SignedContent::TimestampDotBody(timestamp()?),
         other => {
@@ -160,6 +174,10 @@ mod tests {
         for (json, needle) in [
             ("not json", "invalid JSON"),
             (
+                r#"[{"name":"v","signature_header":"x","algorithm":"sha256","encoding":"hex","signed":"body","secrets":"TOPSECRET"}]"#,
+                "line 1",
+            ),
+            (
                 r#"[{"name":"terra","signature_header":"x","algorithm":"sha256","encoding":"hex","signed":"body","secrets":["a"]}]"#,
                 "built-in",
             ),
@@ -179,6 +197,7 @@ mod tests {
             let e = parse(json).unwrap_err();
             assert_eq!(e.var, "GENERIC_HMAC_SOURCES");
             assert!(e.message.contains(needle), "{json}: {e}");
+            assert!(!e.message.contains("TOPSECRET"), "secret echoed: {e}");
         }
     }
 }

@@ -18,6 +18,9 @@ pub enum ProduceError {
     /// No acknowledgement within the produce timeout (broker down or partition leaderless).
     #[error("delivery timed out")]
     Timeout,
+    /// The record exceeds the producer's or the topic's size limit: retrying cannot help.
+    #[error("record too large for Kafka")]
+    TooLarge,
     /// The broker or client refused the record.
     #[error("delivery failed: {0}")]
     Failed(KafkaError),
@@ -29,6 +32,7 @@ impl ProduceError {
         match self {
             ProduceError::QueueFull => "queue_full",
             ProduceError::Timeout => "timeout",
+            ProduceError::TooLarge => "kafka_too_large",
             ProduceError::Failed(_) => "failed",
         }
     }
@@ -43,6 +47,8 @@ pub struct ProducerSettings {
     pub delivery_timeout: Duration,
     /// Batch fill wait.
     pub linger: Duration,
+    /// Largest record the producer sends (envelope included).
+    pub max_message_bytes: u64,
 }
 
 /// Builds the idempotent, `acks=all` producer.
@@ -58,6 +64,9 @@ pub fn build(settings: &ProducerSettings) -> Result<FutureProducer, KafkaError> 
             "message.timeout.ms",
             settings.delivery_timeout.as_millis().to_string(),
         )
+        // Above MAX_BODY_BYTES plus the envelope, so every body the edge accepts fits
+        // (librdkafka's default of 1,000,000 is below the default 1 MiB body limit).
+        .set("message.max.bytes", settings.max_message_bytes.to_string())
         // Throughput: wait a few ms so concurrent requests share a produce request.
         .set("linger.ms", settings.linger.as_millis().to_string())
         // JSON webhooks compress 3-5x; lz4 is the cheapest codec per byte on the CPU.
@@ -107,6 +116,7 @@ fn classify(error: KafkaError) -> ProduceError {
     match error.rdkafka_error_code() {
         Some(RDKafkaErrorCode::QueueFull) => ProduceError::QueueFull,
         Some(RDKafkaErrorCode::MessageTimedOut) => ProduceError::Timeout,
+        Some(RDKafkaErrorCode::MessageSizeTooLarge) => ProduceError::TooLarge,
         _ => ProduceError::Failed(error),
     }
 }

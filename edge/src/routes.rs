@@ -251,6 +251,15 @@ where
                 .produced(produce_started.elapsed().as_secs_f64());
             json(StatusCode::ACCEPTED, &format!(r#"{{"id":"{event_id}"}}"#))
         }
+        Err(producer::ProduceError::TooLarge) => {
+            tracing::warn!(
+                message = "Record larger than Kafka accepts; answering 413.",
+                vendor,
+                bytes = payload.len()
+            );
+            app.metrics.rejected(vendor, "kafka_too_large");
+            error(StatusCode::PAYLOAD_TOO_LARGE, "body too large")
+        }
         Err(e) => {
             tracing::warn!(message = "Kafka did not take the record; answering 503.", error = %e, vendor);
             app.metrics.rejected(vendor, e.reason());
@@ -304,7 +313,8 @@ where
     if announced.is_some_and(|n| n > max) {
         return Err(BodyError::TooLarge);
     }
-    let mut buf = BytesMut::with_capacity(announced.unwrap_or(0).min(max) as usize);
+    // Capped: a client announcing 1 MiB and sending nothing must not reserve it.
+    let mut buf = BytesMut::with_capacity(announced.unwrap_or(0).min(max).min(64 * 1024) as usize);
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk.map_err(|_| BodyError::Read)?;
         if (buf.len() + chunk.remaining()) as u64 > max {

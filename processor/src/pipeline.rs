@@ -579,8 +579,15 @@ impl Pipeline {
         retry(&self.metrics, "upsert", deadline, || async {
             match self.sink.write(batch).await {
                 Ok(_) => Ok(Ok(())),
+                Err(e) if e.is_bad_data() => Ok(Err(e)),
                 Err(e) if e.is_transient() => Err(Transient(e.to_string())),
-                Err(e) => Ok(Err(e)),
+                // A deployment fault (permissions, missing table, bad migration): good
+                // data must not be dead-lettered for it. Hold the batch, retry, and say
+                // loudly that an operator has to act.
+                Err(e) => {
+                    tracing::error!(message = "PostgreSQL refused the batch for a reason that is not the data; holding it until fixed.", error = %e);
+                    Err(Transient(e.to_string()))
+                }
             }
         })
         .await

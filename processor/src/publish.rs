@@ -53,6 +53,9 @@ pub fn producer(bootstrap: &str) -> Result<FutureProducer, KafkaError> {
         // A batch publishes thousands of small records at once; let them share requests.
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
+        // Dead letters carry an original raw record (up to the edge's body limit plus
+        // the envelope) and their headers; librdkafka's default of 1,000,000 is smaller.
+        .set("message.max.bytes", "4194304")
         // Bounded so a broker outage surfaces as a retryable error, not an endless wait.
         .set("message.timeout.ms", "30000")
         .create()
@@ -166,7 +169,7 @@ pub async fn dead_letters(
         }
         for (k, v) in [
             ("dlq.reason", l.reason),
-            ("dlq.detail", l.detail.as_str()),
+            ("dlq.detail", truncate(&l.detail, 1024)),
             ("dlq.topic", l.topic.as_str()),
             ("dlq.partition", partition.as_str()),
             ("dlq.offset", offset.as_str()),
@@ -192,4 +195,17 @@ pub async fn dead_letters(
     });
     try_join_all(sends).await?;
     Ok(())
+}
+
+/// At most `max` bytes of `s`, cut on a character boundary: error details can echo
+/// input, and a dead letter must stay within Kafka's record size.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }

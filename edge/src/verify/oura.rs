@@ -42,9 +42,10 @@ impl OuraVerifier {
                 encoding: Encoding::Hex,
                 timestamp: Some(SignedTimestamp {
                     header: TIMESTAMP,
-                    // The timestamp format is known only from the doc example
-                    // `1234567890` [U]: accept milliseconds too.
-                    unit: TimestampUnit::Auto,
+                    // Seconds, from the doc example `1234567890` [U]. Not liberal on
+                    // purpose: timestamp and body are concatenated without a separator,
+                    // so accepting a second unit lets digits move between them.
+                    unit: TimestampUnit::Seconds,
                     separator: b"",
                 }),
                 secrets,

@@ -123,20 +123,14 @@ pub(crate) fn header_bytes<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h
         .filter(|value| !value.is_empty())
 }
 
-/// Parse a unix timestamp into milliseconds. Accepts digits with an optional
-/// fractional part (truncated): liberal because Oura's format is known only
-/// from one doc example [U]. Signs, exponents and anything else are rejected.
+/// Parse a unix timestamp into milliseconds: ASCII digits only. No fractional part,
+/// sign or exponent: where the timestamp is concatenated with the body without a
+/// separator (Oura, WHOOP), any flexibility in its format would let a replayer move
+/// digits between timestamp and body and keep the signature valid.
 pub(crate) fn parse_timestamp(text: &[u8], unit: TimestampUnit) -> Option<i128> {
-    let text = text.trim_ascii();
-    let (whole, fraction) = match text.iter().position(|&b| b == b'.') {
-        Some(dot) => (&text[..dot], &text[dot + 1..]),
-        None => (text, &b""[..]),
-    };
+    let whole = text.trim_ascii();
     // 18 digits always fit a u64; nothing legitimate is longer.
     if whole.is_empty() || whole.len() > 18 || !whole.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    if !fraction.iter().all(u8::is_ascii_digit) {
         return None;
     }
     let value: u64 = std::str::from_utf8(whole).ok()?.parse().ok()?;
@@ -314,7 +308,7 @@ mod tests {
         );
         assert_eq!(
             parse_timestamp(b" 1735718400.9 ", TimestampUnit::Seconds),
-            Some(1_735_718_400_000)
+            None
         );
         assert_eq!(
             parse_timestamp(b"1735718400000", TimestampUnit::Milliseconds),

@@ -29,10 +29,11 @@ impl WhoopVerifier {
                 encoding: Encoding::Base64,
                 timestamp: Some(SignedTimestamp {
                     header: TIMESTAMP,
-                    // Milliseconds per [C]; Auto also accepts seconds should
-                    // WHOOP ever send them. Both readings of a real timestamp
-                    // agree, so nothing stale slips through.
-                    unit: TimestampUnit::Auto,
+                    // Milliseconds per [C]. Deliberately not liberal here: with no
+                    // separator between timestamp and body, accepting seconds too would
+                    // let a replayer move three digits from the timestamp into the body
+                    // and keep the signature (found in review).
+                    unit: TimestampUnit::Milliseconds,
                     separator: b"",
                 }),
                 secrets,
@@ -121,6 +122,13 @@ mod tests {
             check(SIG, "1735718400001", BODY, T),
             Err(VerifyError::BadSignature)
         );
+    }
+
+    #[test]
+    fn digits_cannot_move_from_the_timestamp_into_the_body() {
+        // Same signed bytes: "1735718400" + "000" + BODY == T_MS + BODY.
+        let shifted = [&b"000"[..], BODY].concat();
+        assert_ne!(check(SIG, "1735718400", &shifted, T), OK);
     }
 
     #[test]
