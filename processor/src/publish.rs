@@ -37,9 +37,6 @@ pub enum PublishError {
     /// Kafka did not acknowledge.
     #[error("kafka publish failed: {0}")]
     Kafka(#[from] KafkaError),
-    /// The reading did not fit the schema (a bug: the schema and model are ours).
-    #[error("encoding a reading failed: {0}")]
-    Encode(String),
 }
 
 /// Builds the idempotent `acks=all` producer used for readings and dead letters.
@@ -106,9 +103,16 @@ pub async fn readings(
 ) -> Result<(), PublishError> {
     let mut payloads = Vec::with_capacity(readings.len());
     for (r, p) in readings {
-        let bytes = codec
-            .encode(reading_value(r, p))
-            .map_err(|e| PublishError::Encode(e.to_string()))?;
+        // The schema and the model are ours, so a failure is a bug; retrying would
+        // stall the partition forever. The row is already in PostgreSQL: skip the
+        // record and say so loudly.
+        let bytes = match codec.encode(reading_value(r, p)) {
+            Ok(b) => b,
+            Err(error) => {
+                tracing::error!(message = "Reading does not fit its Avro schema; not published.", %error, metric = r.metric.as_str());
+                continue;
+            }
+        };
         payloads.push((r.user_id.as_str(), bytes, p.traceparent.as_deref()));
     }
     let sends = payloads.iter().map(|(key, payload, traceparent)| {

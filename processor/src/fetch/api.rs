@@ -43,14 +43,18 @@ impl GetResult {
 /// `Retry-After`: delta-seconds or an HTTP date (RFC 9110 §10.2.3).
 pub fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let value = value.trim();
+    // Clamped to a day: the value is the vendor's and feeds Instant and SQL interval
+    // arithmetic, which overflow (or panic) on absurd values.
+    const MAX: u64 = 24 * 3600;
     if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+        return Some(Duration::from_secs(secs.min(MAX)));
     }
     let at = DateTime::parse_from_rfc2822(value).ok()?;
     Some(
         (at.with_timezone(&Utc) - now)
             .to_std()
-            .unwrap_or(Duration::ZERO),
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(MAX)),
     )
 }
 

@@ -15,6 +15,9 @@ pub mod parking;
 pub mod ratelimit;
 pub mod worker;
 
+/// Longest token lifetime believed from a vendor (a year): bounds date arithmetic.
+const MAX_TOKEN_LIFETIME_SECS: u64 = 365 * 24 * 3600;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -507,8 +510,10 @@ impl Fetcher {
         match answer {
             Ok(t) => {
                 let tokens = NewTokens {
+                    // Clamped: the value is the vendor's, and chrono panics on overflow.
                     expires_at: t.expires_in.map(|secs| {
-                        Utc::now() + chrono::TimeDelta::seconds(secs.min(i64::MAX as u64) as i64)
+                        Utc::now()
+                            + chrono::TimeDelta::seconds(secs.min(MAX_TOKEN_LIFETIME_SECS) as i64)
                     }),
                     refresh_token: t
                         .refresh_token

@@ -151,6 +151,9 @@ pub fn parse(vendor: Vendor, body: &[u8]) -> Result<Notification, NormalizeError
         .ok_or(NormalizeError::MissingUserId(
             "notification without user_id",
         ))?;
+    // Vendor user ids are UUID-like (Oura) or integers (WHOOP); anything else (NUL,
+    // control characters) would only fail later in SQL, where it looks transient.
+    let vendor_user_id = checked_id(&vendor_user_id, "user_id")?;
     let action = match vendor {
         Vendor::Oura => oura_action(&v)?,
         Vendor::Whoop => whoop_action(&v)?,

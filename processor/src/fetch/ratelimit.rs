@@ -4,6 +4,9 @@
 //! takes its token now and sleeps, so concurrent callers queue fairly. A caller whose
 //! wait would exceed its bound takes nothing and parks its work instead.
 
+/// Longest a vendor's Retry-After is believed (a day).
+const MAX_BLOCK: Duration = Duration::from_secs(24 * 3600);
+
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -158,7 +161,9 @@ impl RateLimits {
     /// `now + after`.
     pub fn block(&self, vendor: Vendor, account: &str, now: Instant, after: Duration) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let until = now + after;
+        // Clamped: `after` comes from a vendor's Retry-After, and Instant + a huge
+        // Duration panics.
+        let until = now + after.min(MAX_BLOCK);
         let slot = st
             .blocked
             .entry((vendor, account.to_owned()))
