@@ -400,3 +400,26 @@ async fn a_body_at_the_limit_is_accepted_not_503() {
     let got = decoded(&topic, 1).await;
     assert_eq!(got[0].1.body.len(), body.len());
 }
+
+#[tokio::test]
+async fn a_trickled_body_gets_408_and_appends_nothing() {
+    let topic = unique("edge-slow");
+    create_topic(&topic, 1).await;
+    let edge = Edge::start(&topic, &[("BODY_READ_TIMEOUT", "1s".into())]).await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let stream =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    tx.send(Ok(b"{\"data\":".to_vec())).await.unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/webhooks/healthkit", edge.url))
+        .header("api-key", secrets::HEALTHKIT_KEY)
+        .body(reqwest::Body::wrap_stream(stream))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 408);
+    drop(tx);
+    let c = consumer(&topic);
+    assert!(drain(&c, Duration::from_secs(2)).await.is_empty());
+}

@@ -59,6 +59,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         produce_timeout: config.produce_timeout,
         retry_after_secs: config.retry_after_secs,
         max_body_bytes: config.max_body_bytes,
+        body_read_timeout: config.body_read_timeout,
         instance_id: config.instance_id.clone().unwrap_or_else(hostname),
         metrics: Metrics::new(),
     })

@@ -105,6 +105,10 @@ pub struct Config {
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: u64,
 
+    /// How long a client may take to send its body before it gets 408.
+    #[arg(long, env = "BODY_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
+
     /// How long a request may wait for Kafka's acknowledgement before it gets 503.
     /// Below Terra's ~8 s delivery window so the vendor sees our 503, not its own timeout.
     #[arg(long, env = "PRODUCE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]

@@ -30,8 +30,13 @@ struct RejectLabels {
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
-    // 0.25 ms .. ~4 s: the edge's answers span loopback acks to the produce timeout.
-    Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
+    // 0.25 ms .. ~16 s: from loopback acks to past the produce timeout (5 s default).
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 17))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
 }
 
 /// Prometheus registry and the edge's metrics.
@@ -39,7 +44,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     request_seconds: HistogramFamily<VendorLabels>,
-    produce_seconds: Histogram,
+    produce_seconds: HistogramFamily<ResultLabels>,
     in_flight: Gauge<i64, AtomicI64>,
     rejected: Family<RejectLabels, Counter>,
 }
@@ -57,7 +62,8 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let request_seconds: HistogramFamily<VendorLabels> =
             Family::new_with_constructor(latency_histogram);
-        let produce_seconds = latency_histogram();
+        let produce_seconds: HistogramFamily<ResultLabels> =
+            Family::new_with_constructor(latency_histogram);
         let in_flight = Gauge::<i64, AtomicI64>::default();
         let rejected = Family::<RejectLabels, Counter>::default();
         registry.register(
@@ -72,7 +78,7 @@ impl Metrics {
         );
         registry.register(
             "edge_produce_duration_seconds",
-            "Time from enqueue to Kafka acknowledgement",
+            "Time from enqueue to Kafka's answer, by result (acked, timeout, queue_full, ...)",
             produce_seconds.clone(),
         );
         registry.register(
@@ -121,9 +127,11 @@ impl Metrics {
             .inc();
     }
 
-    /// Kafka acknowledged a record after `seconds`.
-    pub fn produced(&self, seconds: f64) {
-        self.produce_seconds.observe(seconds);
+    /// Kafka answered a produce after `seconds`: `result` is `acked` or the failure reason.
+    pub fn produced(&self, result: &'static str, seconds: f64) {
+        self.produce_seconds
+            .get_or_create(&ResultLabels { result })
+            .observe(seconds);
     }
 
     /// Marks a request in flight until the guard drops.

@@ -40,6 +40,8 @@ pub struct App {
     pub retry_after_secs: u32,
     /// Body size limit.
     pub max_body_bytes: u64,
+    /// Longest a client may take to send its body.
+    pub body_read_timeout: Duration,
     /// Recorded in each envelope.
     pub instance_id: String,
     /// Telemetry.
@@ -129,6 +131,15 @@ async fn ready(app: Arc<App>) -> Response {
         producer::reachable(&app.producer, &app.topic, Duration::from_secs(2)),
         app.registry.check()
     );
+    // A fatal idempotent-producer error never clears: report not-ready so the
+    // orchestrator restarts the edge instead of it answering 503 forever.
+    let fatal = rdkafka::producer::Producer::client(&app.producer)
+        .fatal_error()
+        .map(|(_, reason)| reason);
+    if let Some(reason) = &fatal {
+        tracing::error!(message = "Kafka producer is in a fatal state; restart the edge.", %reason);
+    }
+    let kafka = kafka && fatal.is_none();
     let registry = registry.is_ok();
     let body = format!(r#"{{"kafka":{kafka},"schema_registry":{registry}}}"#);
     let status = if kafka && registry {
@@ -162,8 +173,17 @@ where
         app.metrics.rejected(vendor, "method");
         return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     }
-    let body = match read_body(&headers, body, app.max_body_bytes).await {
+    // A client that trickles its body must not hold a connection and a buffer forever.
+    let read = tokio::time::timeout(
+        app.body_read_timeout,
+        read_body(&headers, body, app.max_body_bytes),
+    );
+    let body = match read.await.unwrap_or(Err(BodyError::Timeout)) {
         Ok(body) => body,
+        Err(BodyError::Timeout) => {
+            app.metrics.rejected(vendor, "body_timeout");
+            return error(StatusCode::REQUEST_TIMEOUT, "body not received in time");
+        }
         Err(BodyError::TooLarge) => {
             app.metrics.rejected(vendor, "too_large");
             return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
@@ -236,7 +256,7 @@ where
         }
     };
     let produce_started = Instant::now();
-    match producer::append(
+    let appended = producer::append(
         &app.producer,
         &app.topic,
         key.as_bytes(),
@@ -244,11 +264,15 @@ where
         traceparent.as_deref(),
         app.produce_timeout,
     )
-    .await
-    {
+    .await;
+    if let Err(e) = &appended {
+        app.metrics
+            .produced(e.reason(), produce_started.elapsed().as_secs_f64());
+    }
+    match appended {
         Ok(_) => {
             app.metrics
-                .produced(produce_started.elapsed().as_secs_f64());
+                .produced("acked", produce_started.elapsed().as_secs_f64());
             json(StatusCode::ACCEPTED, &format!(r#"{{"id":"{event_id}"}}"#))
         }
         Err(producer::ProduceError::TooLarge) => {
@@ -293,6 +317,7 @@ fn oura_handshake(app: &App, query: Option<&str>) -> Response {
 enum BodyError {
     TooLarge,
     Read,
+    Timeout,
 }
 
 /// Refuses by Content-Length before reading, and stops reading at the limit for

@@ -407,6 +407,7 @@ impl Pipeline {
                 item.normalized
                     .readings
                     .iter()
+                    .filter(|r| crate::sink::postgres::reading_problem(r).is_none())
                     .cloned()
                     .map(move |r| (r, prov.clone()))
             })

@@ -88,6 +88,13 @@ fn reading_value(r: &Reading, p: &Provenance) -> Value {
                 None => Value::Union(0, Box::new(Value::Null)),
             },
         ),
+        (
+            "ordering".into(),
+            match r.ordering {
+                Some(o) => Value::Union(1, Box::new(Value::Long(o))),
+                None => Value::Union(0, Box::new(Value::Null)),
+            },
+        ),
         ("raw_event_id".into(), Value::String(p.event_id.clone())),
         ("raw_partition".into(), Value::Int(p.partition)),
         ("raw_offset".into(), Value::Long(p.offset)),

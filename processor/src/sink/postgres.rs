@@ -362,8 +362,9 @@ fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 
-/// Why PostgreSQL would refuse or misstore a reading, if it would.
-fn reading_problem(r: &Reading) -> Option<&'static str> {
+/// Why PostgreSQL would refuse or misstore a reading, if it would. The pipeline uses
+/// the same check so it never publishes a reading the table does not hold.
+pub fn reading_problem(r: &Reading) -> Option<&'static str> {
     if !r.value.is_finite() {
         return Some("non_finite_value");
     }
