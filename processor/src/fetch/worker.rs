@@ -118,6 +118,7 @@ async fn retry_one(fetch: &Fetch, out: &Outputs, metrics: &Metrics, c: Claimed) 
                 };
                 let published: Vec<_> = readings
                     .iter()
+                    .filter(|r| crate::sink::postgres::reading_problem(r).is_none())
                     .cloned()
                     .map(|r| (r, prov.clone()))
                     .collect();
