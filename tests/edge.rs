@@ -423,3 +423,27 @@ async fn a_trickled_body_gets_408_and_appends_nothing() {
     let c = consumer(&topic);
     assert!(drain(&c, Duration::from_secs(2)).await.is_empty());
 }
+
+#[tokio::test]
+async fn half_sent_headers_are_cut_off_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let topic = unique("edge-slowloris");
+    create_topic(&topic, 1).await;
+    let edge = Edge::start(&topic, &[("HEADER_READ_TIMEOUT", "1s".into())]).await;
+    let addr = edge.url.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(b"POST /webhooks/terra HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    // The server closes the connection (possibly after a 408); a read returns.
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "connection still open after 10 s");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        started.elapsed()
+    );
+}

@@ -6,4 +6,5 @@ pub mod generic_sources;
 pub mod metrics;
 pub mod producer;
 pub mod routes;
+pub mod serve;
 pub mod verify;

@@ -24,26 +24,17 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("EDGE_LISTEN_ADDR: cannot bind {}", config.listen_addr))?;
     tracing::info!(message = "Edge listening.", addr = %config.listen_addr, topic = %config.raw_topic);
 
-    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
-    let server = warp::serve(edge::routes::routes(app.clone()))
-        .incoming(listener)
-        .graceful(async move {
-            shutdown_signal().await;
-            let _ = stopping_tx.send(true);
-        })
-        .run();
-    // Graceful: stop accepting, let in-flight requests get their true answer, but
-    // only for SHUTDOWN_TIMEOUT: a stuck client must not keep the process alive.
-    let drain_bound = async {
-        let _ = stopping.wait_for(|s| *s).await;
-        tokio::time::sleep(config.shutdown_timeout).await;
-    };
-    tokio::select! {
-        _ = server => {}
-        _ = drain_bound => {
-            tracing::warn!(message = "In-flight requests still open at the shutdown timeout; closing them.");
-        }
-    }
+    edge::serve::serve(
+        listener,
+        edge::routes::routes(app.clone()),
+        edge::serve::Limits {
+            max_connections: config.max_connections,
+            header_read_timeout: config.header_read_timeout,
+            drain_timeout: config.shutdown_timeout,
+        },
+        shutdown_signal(),
+    )
+    .await;
     tracing::info!(message = "Draining producer.");
     if let Err(error) = producer::flush(&app.producer, config.shutdown_timeout).await {
         tracing::error!(message = "Producer flush incomplete at shutdown.", %error);
