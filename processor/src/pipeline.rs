@@ -57,6 +57,14 @@ impl ClientContext for LagContext {
 
 impl ConsumerContext for LagContext {}
 
+/// librdkafka `max.poll.interval.ms`: the group evicts a member that does not poll
+/// for this long. The pipeline polls between batches.
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Longest one batch may spend retrying an outage; a minute below
+/// [`MAX_POLL_INTERVAL`] so the member leaves the group before it would be evicted.
+pub const MAX_BATCH_TIME: Duration = Duration::from_secs(240);
+
 /// Batch limits.
 #[derive(Debug, Clone)]
 pub struct BatchLimits {
@@ -109,8 +117,9 @@ pub struct Pipeline {
 /// Why a batch did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
-    /// Shutdown came and the drain bound passed while a stage was still retrying.
-    #[error("drain timeout passed while retrying {0}")]
+    /// Shutdown plus the drain bound, or MAX_BATCH_TIME, passed while a stage was
+    /// still retrying.
+    #[error("gave up retrying {0}")]
     Aborted(&'static str),
 }
 
@@ -158,12 +167,21 @@ impl Pipeline {
             }
             let started = Instant::now();
             let n = batch.len();
+            // A batch ends by succeeding, by shutdown plus the drain bound, or after
+            // MAX_BATCH_TIME of retrying an outage: past max.poll.interval.ms the group
+            // would evict this member and hand its partitions over while the batch could
+            // still commit older data after the new owner's.
             let deadline = {
                 let shutdown = shutdown.clone();
                 let drain = self.drain_timeout;
                 async move {
-                    shutdown.cancelled().await;
-                    tokio::time::sleep(drain).await;
+                    tokio::select! {
+                        _ = async {
+                            shutdown.cancelled().await;
+                            tokio::time::sleep(drain).await;
+                        } => {}
+                        _ = tokio::time::sleep(MAX_BATCH_TIME) => {}
+                    }
                 }
             };
             match self.process(batch, deadline).await {
@@ -171,13 +189,28 @@ impl Pipeline {
                     self.store_offsets(&offsets);
                     self.metrics.batch_done(n, started.elapsed().as_secs_f64());
                 }
-                Err(error) => {
+                Err(error) if shutdown.is_cancelled() => {
                     tracing::error!(message = "Batch abandoned at shutdown; it will be redelivered.", %error, records = n);
                     break;
                 }
+                Err(error) => {
+                    // Exiting makes the group rebalance now, cleanly, instead of evicting
+                    // us later; the orchestrator restarts the process.
+                    tracing::error!(message = "Outage outlasted the batch time bound; exiting so the group rebalances. The batch will be redelivered.", %error, records = n, bound = ?MAX_BATCH_TIME);
+                    self.commit_stored();
+                    anyhow::bail!(
+                        "a dependency stayed unavailable for {MAX_BATCH_TIME:?}: {error}"
+                    );
+                }
             }
         }
-        // Stored offsets are committed now rather than at the next auto-commit tick.
+        self.commit_stored();
+        tracing::info!(message = "Pipeline stopped.");
+        Ok(())
+    }
+
+    /// Commits stored offsets now rather than at the next auto-commit tick.
+    fn commit_stored(&self) {
         match self
             .consumer
             .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
@@ -190,8 +223,6 @@ impl Pipeline {
                 tracing::warn!(message = "Final offset commit failed; uncommitted records will be redelivered.", %error);
             }
         }
-        tracing::info!(message = "Pipeline stopped.");
-        Ok(())
     }
 
     /// Waits for one record, then gathers more until a limit is hit.

@@ -68,7 +68,10 @@ pub async fn start(
             config.session_timeout.as_millis().to_string(),
         )
         // Processing happens between polls; allow a slow batch plus its drain bound.
-        .set("max.poll.interval.ms", "300000")
+        .set(
+            "max.poll.interval.ms",
+            crate::pipeline::MAX_POLL_INTERVAL.as_millis().to_string(),
+        )
         // Spreads partitions evenly over replicas; cooperative avoids stop-the-world.
         .set("partition.assignment.strategy", "cooperative-sticky")
         // Feeds the consumer-lag gauge.
