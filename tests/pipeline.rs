@@ -137,19 +137,9 @@ async fn terra_and_healthkit_webhooks_become_rows_and_records() {
     );
     assert_eq!(got.get("oxygen_saturation"), Some(&96.0));
 
-    let hk_rows: Vec<(String, f64, String)> = sqlx::query_as(
-        "select metric, value, unit from readings where user_id = $1 and source = $2 order by metric",
-    )
-    .bind(hk_user)
-    .bind(&marker)
-    .fetch_all(&pool)
-    .await
-    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut hk_rows = hk_rows;
-    while hk_rows.len() < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        hk_rows = sqlx::query_as(
+    let hk_rows = loop {
+        let rows: Vec<(String, f64, String)> = sqlx::query_as(
             "select metric, value, unit from readings where user_id = $1 and source = $2 order by metric",
         )
         .bind(hk_user)
@@ -157,7 +147,11 @@ async fn terra_and_healthkit_webhooks_become_rows_and_records() {
         .fetch_all(&pool)
         .await
         .unwrap();
-    }
+        if rows.len() >= 2 || Instant::now() >= deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(
         hk_rows,
         vec![

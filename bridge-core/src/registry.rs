@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use apache_avro::Schema;
 use apache_avro::types::Value;
+use apache_avro::writer::datum::GenericDatumWriter;
 use schema_registry_converter::async_impl::avro::AvroDecoder;
 use schema_registry_converter::async_impl::schema_registry::{
     SrSettings, get_all_subjects, post_schema,
@@ -111,9 +112,9 @@ impl SchemaRegistry {
         .await
         .map_err(|e| RegistryError::Call(format!("register {subject}: {e}")))?;
         self.set_backward_compatibility(subject).await;
-        Ok(RegisteredCodec {
-            id: registered.id,
-            schema: Arc::new(parsed),
+        RegisteredCodec::new(registered.id, parsed).map_err(|e| RegistryError::Schema {
+            subject: subject.to_string(),
+            source: Box::new(e),
         })
     }
 
@@ -202,13 +203,37 @@ impl SchemaRegistry {
 }
 
 /// Encodes values of one schema, pinned to the id the registry gave it.
-#[derive(Clone, Debug)]
+///
+/// The datum writer (schema resolution included) is built once here, not per record:
+/// the edge encodes one envelope per request and the processor thousands of readings
+/// per batch. The writer borrows its schema, so the schema is leaked once per
+/// registration; a process registers each of its few schemas once at start-up.
+#[derive(Clone)]
 pub struct RegisteredCodec {
     id: u32,
-    schema: Arc<Schema>,
+    schema: &'static Schema,
+    writer: Arc<GenericDatumWriter<'static>>,
+}
+
+impl std::fmt::Debug for RegisteredCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisteredCodec")
+            .field("id", &self.id)
+            .finish()
+    }
 }
 
 impl RegisteredCodec {
+    fn new(id: u32, schema: Schema) -> Result<Self, apache_avro::Error> {
+        let schema: &'static Schema = Box::leak(Box::new(schema));
+        let writer = GenericDatumWriter::builder(schema).build()?;
+        Ok(RegisteredCodec {
+            id,
+            schema,
+            writer: Arc::new(writer),
+        })
+    }
+
     /// The registry's id for this schema.
     pub fn id(&self) -> u32 {
         self.id
@@ -216,18 +241,16 @@ impl RegisteredCodec {
 
     /// The parsed schema.
     pub fn schema(&self) -> &Schema {
-        &self.schema
+        self.schema
     }
 
-    /// Confluent wire format: magic byte, schema id, Avro datum.
+    /// Confluent wire format: magic byte, schema id, Avro datum (written in place
+    /// after the header, no intermediate buffer).
     pub fn encode(&self, value: Value) -> Result<Vec<u8>, apache_avro::Error> {
-        let datum = apache_avro::writer::datum::GenericDatumWriter::builder(&self.schema)
-            .build()?
-            .write_value_to_vec(value)?;
-        let mut out = Vec::with_capacity(5 + datum.len());
+        let mut out = Vec::with_capacity(256);
         out.push(0);
         out.extend_from_slice(&self.id.to_be_bytes());
-        out.extend_from_slice(&datum);
+        self.writer.write_value_ref(&mut out, &value)?;
         Ok(out)
     }
 }

@@ -122,7 +122,7 @@ pub async fn readings(
         };
         payloads.push((r.user_id.as_str(), bytes, p.traceparent.as_deref()));
     }
-    let sends = payloads.iter().map(|(key, payload, traceparent)| {
+    let records = payloads.iter().map(|(key, payload, traceparent)| {
         let mut record = FutureRecord::to(topic).key(*key).payload(payload);
         if let Some(tp) = traceparent {
             record = record.headers(OwnedHeaders::new_with_capacity(1).insert(Header {
@@ -130,15 +130,9 @@ pub async fn readings(
                 value: Some(*tp),
             }));
         }
-        async move {
-            producer
-                .send(record, Timeout::After(Duration::from_secs(30)))
-                .await
-                .map_err(|(e, _)| e)
-        }
+        record
     });
-    try_join_all(sends).await?;
-    Ok(())
+    send_all(producer, records).await
 }
 
 /// One raw record bound for the dead-letter topic.
@@ -168,7 +162,7 @@ pub async fn dead_letters(
     topic: &str,
     letters: &[DeadLetter],
 ) -> Result<(), PublishError> {
-    let sends = letters.iter().map(|l| {
+    let records = letters.iter().map(|l| {
         let partition = l.partition.to_string();
         let offset = l.offset.to_string();
         let mut headers = OwnedHeaders::new_with_capacity(l.headers.len() + 5);
@@ -197,15 +191,9 @@ pub async fn dead_letters(
         if let Some(p) = &l.payload {
             record = record.payload(p.as_slice());
         }
-        async move {
-            producer
-                .send(record, Timeout::After(Duration::from_secs(30)))
-                .await
-                .map_err(|(e, _)| e)
-        }
+        record
     });
-    try_join_all(sends).await?;
-    Ok(())
+    send_all(producer, records).await
 }
 
 /// At most `max` bytes of `s`, cut on a character boundary: error details can echo
@@ -219,4 +207,23 @@ fn truncate(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+/// Sends every record and waits until Kafka acknowledged all of them.
+async fn send_all<'a, K, P>(
+    producer: &FutureProducer,
+    records: impl Iterator<Item = FutureRecord<'a, K, P>>,
+) -> Result<(), PublishError>
+where
+    K: rdkafka::message::ToBytes + ?Sized + 'a,
+    P: rdkafka::message::ToBytes + ?Sized + 'a,
+{
+    let sends = records.map(|record| async move {
+        producer
+            .send(record, Timeout::After(Duration::from_secs(30)))
+            .await
+            .map_err(|(e, _)| e)
+    });
+    try_join_all(sends).await?;
+    Ok(())
 }
