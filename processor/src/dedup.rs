@@ -99,6 +99,16 @@ impl Dedup {
         })
     }
 
+    /// Whether Redis answers a `PING` within the call timeout (the health gauge).
+    pub async fn ping(&self) -> bool {
+        let mut conn = self.conn.clone();
+        let ping = redis::cmd("PING");
+        matches!(
+            tokio::time::timeout(self.call_timeout, ping.query_async::<()>(&mut conn)).await,
+            Ok(Ok(()))
+        )
+    }
+
     /// Sets the bound on each [`seen_many`](Self::seen_many) /
     /// [`mark_many`](Self::mark_many) call (default [`DEFAULT_CALL_TIMEOUT`]).
     pub fn with_call_timeout(mut self, timeout: Duration) -> Self {

@@ -1,9 +1,14 @@
 //! The processor's named telemetry events. Bounded labels only.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::TypedMetric;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -48,6 +53,42 @@ struct VendorLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpenReasonLabels {
     reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DependencyLabels {
+    dependency: &'static str,
+}
+
+/// The dependencies whose health is a gauge (`processor_dependency_up{dependency}`).
+pub const DEPENDENCIES: [&str; 4] = ["kafka", "schema_registry", "postgres", "redis"];
+
+/// `processor_batch_age_seconds`, computed at scrape time so it grows while a batch is
+/// stuck: the age of the oldest record consumed but not yet stored. No sample while no
+/// batch is in flight (an idle replica holds nothing back; it is not "age zero").
+#[derive(Debug, Default)]
+struct BatchAge {
+    /// Kafka timestamp (ms since the epoch) of the in-flight batch's oldest record.
+    oldest_ms: Mutex<Option<i64>>,
+}
+
+impl Collector for BatchAge {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let oldest = *self.oldest_ms.lock().unwrap_or_else(|e| e.into_inner());
+        let metric = encoder.encode_descriptor(
+            "processor_batch_age_seconds",
+            "Age of the oldest raw record consumed but not yet stored (from its Kafka timestamp); absent while no batch is in flight",
+            None,
+            ConstGauge::<f64>::TYPE,
+        )?;
+        match oldest {
+            Some(ms) => {
+                let now = chrono::Utc::now().timestamp_millis();
+                ConstGauge::new((now - ms).max(0) as f64 / 1000.0).encode(metric)
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 /// Fetched vendors as bounded label values.
@@ -102,6 +143,11 @@ pub struct Metrics {
     parked_retries: Family<VendorStatusLabels, Counter>,
     rate_limit_waits: Family<VendorStatusLabels, Counter>,
     rate_limit_wait_seconds: Family<VendorLabels, Histogram>,
+    in_flight: Gauge,
+    batch_age: std::sync::Arc<BatchAge>,
+    dependency_up: Family<DependencyLabels, Gauge>,
+    parked_oldest: Family<OpenReasonLabels, Gauge<f64, AtomicU64>>,
+    start_time: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -137,8 +183,15 @@ impl Metrics {
             rate_limit_wait_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 12))
             }),
+            in_flight: Gauge::default(),
+            batch_age: std::sync::Arc::new(BatchAge::default()),
+            dependency_up: Family::default(),
+            parked_oldest: Family::default(),
+            start_time: Gauge::default(),
             registry: Registry::default(),
         };
+        m.start_time
+            .set(chrono::Utc::now().timestamp_micros() as f64 / 1e6);
         registry.register(
             "processor_readings",
             "Canonical readings written, by vendor and metric",
@@ -225,7 +278,72 @@ impl Metrics {
             "Time requests waited for a rate-limit slot, by vendor",
             m.rate_limit_wait_seconds.clone(),
         );
+        registry.register(
+            "processor_records_in_flight",
+            "Raw records consumed whose offsets are not stored yet (the batch being processed)",
+            m.in_flight.clone(),
+        );
+        registry.register_collector(Box::new(m.batch_age.clone()));
+        registry.register(
+            "processor_dependency_up",
+            "1 when the dependency answered the last health probe, 0 when it did not \
+             (kafka, schema_registry, postgres, redis)",
+            m.dependency_up.clone(),
+        );
+        registry.register(
+            "processor_parked_notifications_oldest_age_seconds",
+            "Age of the oldest open parked notification, by reason",
+            m.parked_oldest.clone(),
+        );
+        registry.register(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch, in seconds",
+            m.start_time.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// A batch of `records` raw records, the oldest stamped `oldest_ms` by Kafka (ms
+    /// since the epoch), is now being processed.
+    pub fn batch_started(&self, records: usize, oldest_ms: Option<i64>) {
+        self.in_flight.set(records as i64);
+        // A record without a timestamp counts from now: never older than it is.
+        let oldest = oldest_ms.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+        *self
+            .batch_age
+            .oldest_ms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(oldest);
+    }
+
+    /// The in-flight batch was stored, abandoned or failed: nothing is held any more.
+    pub fn batch_ended(&self) {
+        self.in_flight.set(0);
+        *self
+            .batch_age
+            .oldest_ms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Result of one health probe of `dependency` (one of [`DEPENDENCIES`]).
+    pub fn dependency(&self, dependency: &'static str, up: bool) {
+        self.dependency_up
+            .get_or_create(&DependencyLabels { dependency })
+            .set(i64::from(up));
+    }
+
+    /// Age in seconds of the oldest open parked notification per reason, as read from
+    /// PostgreSQL; reasons without open rows have no sample.
+    pub fn parked_oldest(&self, ages: &[(String, f64)]) {
+        self.parked_oldest.clear();
+        for (reason, age) in ages {
+            self.parked_oldest
+                .get_or_create(&OpenReasonLabels {
+                    reason: reason_label(reason).to_owned(),
+                })
+                .set(*age);
+        }
     }
 
     /// Readings of `vendor`/`metric` were committed.
@@ -346,7 +464,8 @@ impl Metrics {
             .set(lag);
     }
 
-    /// Prometheus text exposition.
+    /// OpenMetrics text exposition (see `bridge_core::telemetry::exposition` for what a
+    /// scrape is served).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -167,6 +167,15 @@ impl Pipeline {
             }
             let started = Instant::now();
             let n = batch.len();
+            self.metrics.batch_started(
+                n,
+                batch.iter().filter_map(|m| m.timestamp().to_millis()).min(),
+            );
+            // One trace per batch, linked to the request trace of each record in it.
+            let span = stage_span(
+                tracing::info_span!("batch", records = n),
+                batch.iter().filter_map(kafka_traceparent),
+            );
             // A batch ends by succeeding, by shutdown plus the drain bound, or after
             // MAX_BATCH_TIME of retrying an outage: past max.poll.interval.ms the group
             // would evict this member and hand its partitions over while the batch could
@@ -184,7 +193,9 @@ impl Pipeline {
                     }
                 }
             };
-            match self.process(batch, deadline).await {
+            let result = self.process(batch, deadline).instrument(span).await;
+            self.metrics.batch_ended();
+            match result {
                 Ok(offsets) => {
                     self.store_offsets(&offsets);
                     self.metrics.batch_done(n, started.elapsed().as_secs_f64());
@@ -300,7 +311,13 @@ impl Pipeline {
             .iter()
             .map(|d| d.result.as_ref().ok().map(Dedup::delivery_key))
             .collect();
-        let seen = self.seen(&keys).await;
+        let span = stage_span(
+            tracing::info_span!("seen_many"),
+            decoded
+                .iter()
+                .filter_map(|d| d.result.as_ref().ok()?.header("traceparent")),
+        );
+        let seen = self.seen(&keys).instrument(span).await;
 
         // 3a. Which envelopes are repeats (already committed, or a second copy within
         // this batch): decided first so that no repeat is fetched.
@@ -392,7 +409,10 @@ impl Pipeline {
         // offending envelope goes to the DLQ.
         let batch = Item::batch(&items);
         if !batch.is_empty() {
-            let span = tracing::info_span!("upsert", rows = batch.readings.len());
+            let span = stage_span(
+                tracing::info_span!("upsert", rows = batch.readings.len()),
+                items.iter().filter_map(|i| i.env.header("traceparent")),
+            );
             let outcome = self.write(&batch, &mut deadline).instrument(span).await?;
             if let Err(error) = outcome {
                 tracing::warn!(message = "Batch refused by PostgreSQL; writing envelope by envelope.", %error);
@@ -455,7 +475,12 @@ impl Pipeline {
 
         // 5. Publish readings and dead letters; offsets wait for both.
         if !published.is_empty() {
-            let span = tracing::info_span!("publish", records = published.len());
+            let span = stage_span(
+                tracing::info_span!("publish", records = published.len()),
+                published
+                    .iter()
+                    .filter_map(|(_, p)| p.traceparent.as_deref()),
+            );
             retry(&self.metrics, "publish", &mut deadline, || async {
                 publish::readings(
                     &self.producer,
@@ -487,9 +512,18 @@ impl Pipeline {
         // line means a replay (idempotent upsert), never a loss.
         if let Some(dedup) = &self.dedup
             && !processed_keys.is_empty()
-            && let Err(e) = dedup.mark_many(&processed_keys).await
         {
-            self.metrics.dedup_error(&e);
+            let span = stage_span(
+                tracing::info_span!("mark_many", keys = processed_keys.len()),
+                items
+                    .iter()
+                    .map(|i| i.env)
+                    .chain(parks.iter().map(|(_, env, _)| *env))
+                    .filter_map(|env| env.header("traceparent")),
+            );
+            if let Err(e) = dedup.mark_many(&processed_keys).instrument(span).await {
+                self.metrics.dedup_error(&e);
+            }
         }
         Ok(offsets)
     }
@@ -686,6 +720,24 @@ impl Pipeline {
             tracing::debug!(message = "Offsets not stored (partition revoked?).", %error);
         }
     }
+}
+
+/// `span` with a link to each trace context in `traceparents` (capped: see
+/// `bridge_core::telemetry::MAX_LINKS_PER_SPAN`).
+fn stage_span<'a>(
+    span: tracing::Span,
+    traceparents: impl IntoIterator<Item = &'a str>,
+) -> tracing::Span {
+    bridge_core::telemetry::link_all(&span, traceparents);
+    span
+}
+
+/// The `traceparent` Kafka header the edge put on a raw record.
+fn kafka_traceparent(m: &OwnedMessage) -> Option<&str> {
+    m.headers()?
+        .iter()
+        .find(|h| h.key == "traceparent")
+        .and_then(|h| std::str::from_utf8(h.value?).ok())
 }
 
 /// A failure worth retrying.

@@ -105,6 +105,18 @@ pub async fn start(
             .run(),
     );
 
+    tokio::spawn(crate::health::run(
+        crate::health::Dependencies {
+            consumer: consumer.clone(),
+            topic: config.raw_topic.clone(),
+            registry: registry.clone(),
+            sink: sink.clone(),
+            dedup: dedup.clone(),
+        },
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+
     tokio::spawn(crate::fetch::worker::run(
         fetch.clone(),
         crate::fetch::worker::Outputs {
@@ -254,14 +266,18 @@ impl Probe {
             let me = me.clone();
             async move { me.ready().await }
         });
-        let metrics = warp::path!("metrics").map(move || {
-            let mut r = warp::reply::Response::new(self.metrics.encode().into());
-            r.headers_mut().insert(
-                "content-type",
-                warp::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            r
-        });
+        let metrics = warp::path!("metrics")
+            .and(warp::header::optional::<String>("accept"))
+            .map(move |accept: Option<String>| {
+                let (content_type, body) =
+                    bridge_core::telemetry::exposition(self.metrics.encode(), accept.as_deref());
+                let mut r = warp::reply::Response::new(body.into());
+                r.headers_mut().insert(
+                    "content-type",
+                    warp::http::HeaderValue::from_static(content_type),
+                );
+                r
+            });
         warp::get()
             .and(health.or(ready).unify().or(metrics).unify())
             .recover(|_| async {
