@@ -65,12 +65,16 @@ pub fn routes(
         .then(ready);
     let metrics = warp::path!("metrics")
         .and(warp::get())
+        .and(warp::header::optional::<String>("accept"))
         .and(with_app.clone())
-        .map(|app: Arc<App>| {
-            let mut r = Response::new(app.metrics.encode().into());
+        .map(|accept: Option<String>, app: Arc<App>| {
+            // OpenMetrics for scrapers that ask (Prometheus), classic text otherwise.
+            let (content_type, body) =
+                bridge_core::telemetry::exposition(app.metrics.encode(), accept.as_deref());
+            let mut r = Response::new(body.into());
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                http::HeaderValue::from_static(content_type),
             );
             r
         });

@@ -123,6 +123,29 @@ fn reason_label(reason: &str) -> &'static str {
         .unwrap_or("other")
 }
 
+/// A labelled family listed (HELP and TYPE) from the first scrape, before its first
+/// sample: an SRE's queries, alerts and Prometheus' metadata see every family at once.
+/// (`prometheus-client` leaves an empty family out of the exposition.)
+#[derive(Debug)]
+struct Listed<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Listed<M> {
+    fn encode(
+        &self,
+        encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        self.0.metric_type()
+    }
+
+    fn is_empty(&self) -> bool {
+        false
+    }
+}
+
 /// Prometheus registry and the processor's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -195,7 +218,7 @@ impl Metrics {
         registry.register(
             "processor_readings",
             "Canonical readings written, by vendor and metric",
-            m.readings.clone(),
+            Listed(m.readings.clone()),
         );
         registry.register(
             "processor_raw_records",
@@ -225,17 +248,17 @@ impl Metrics {
         registry.register(
             "processor_dlq",
             "Raw records sent to the dead-letter topic, by reason",
-            m.dlq.clone(),
+            Listed(m.dlq.clone()),
         );
         registry.register(
             "processor_retries",
             "Transient failures retried, by stage",
-            m.retries.clone(),
+            Listed(m.retries.clone()),
         );
         registry.register(
             "processor_consumer_lag",
             "High watermark minus next offset, by partition",
-            m.lag.clone(),
+            Listed(m.lag.clone()),
         );
         registry.register(
             "processor_tombstones",
@@ -246,37 +269,37 @@ impl Metrics {
             "processor_fetches",
             "Vendor API requests for notifications, by vendor and status \
              (ok, unauthorized, not_found, rate_limited, unavailable, rejected, bad_body)",
-            m.fetches.clone(),
+            Listed(m.fetches.clone()),
         );
         registry.register(
             "processor_token_refreshes",
             "OAuth token refreshes, by vendor and status (ok, reused, revoked, error, not_configured)",
-            m.refreshes.clone(),
+            Listed(m.refreshes.clone()),
         );
         registry.register(
             "processor_parked_notifications",
             "Notifications parked (or closed without readings), by vendor and reason",
-            m.parked.clone(),
+            Listed(m.parked.clone()),
         );
         registry.register(
             "processor_parked_notifications_open",
             "Parked notifications waiting for a retry, by reason",
-            m.parked_open.clone(),
+            Listed(m.parked_open.clone()),
         );
         registry.register(
             "processor_parked_retries",
             "Retries of parked notifications, by vendor and status (done, parked_again, closed)",
-            m.parked_retries.clone(),
+            Listed(m.parked_retries.clone()),
         );
         registry.register(
             "processor_rate_limit_waits",
             "Requests held by the client-side rate limit, by vendor and status (waited, parked)",
-            m.rate_limit_waits.clone(),
+            Listed(m.rate_limit_waits.clone()),
         );
         registry.register(
             "processor_rate_limit_wait_seconds",
             "Time requests waited for a rate-limit slot, by vendor",
-            m.rate_limit_wait_seconds.clone(),
+            Listed(m.rate_limit_wait_seconds.clone()),
         );
         registry.register(
             "processor_records_in_flight",
@@ -288,12 +311,12 @@ impl Metrics {
             "processor_dependency_up",
             "1 when the dependency answered the last health probe, 0 when it did not \
              (kafka, schema_registry, postgres, redis)",
-            m.dependency_up.clone(),
+            Listed(m.dependency_up.clone()),
         );
         registry.register(
             "processor_parked_notifications_oldest_age_seconds",
             "Age of the oldest open parked notification, by reason",
-            m.parked_oldest.clone(),
+            Listed(m.parked_oldest.clone()),
         );
         registry.register(
             "process_start_time_seconds",
