@@ -330,7 +330,12 @@ async fn a_client_that_writes_its_whole_body_first_reads_the_413() {
             body.len()
         );
         s.write_all(head.as_bytes()).expect("head written");
-        s.write_all(&body).expect("whole body written without a reset");
+        // Paced like a client on a real link, so it is still writing when the edge
+        // has already answered (on loopback the kernel would buffer 2 MiB at once).
+        for chunk in body.chunks(64 * 1024) {
+            s.write_all(chunk).expect("whole body written without a reset");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let mut answer = Vec::new();
         s.read_to_end(&mut answer).expect("answer read without a reset");
         String::from_utf8_lossy(&answer).to_string()
