@@ -492,15 +492,63 @@ async fn the_admin_listener_takes_probes_off_the_webhook_port() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404, "webhooks on the admin port");
-    let metrics = http.get(format!("{admin}/metrics")).send().await.unwrap();
+    // Prometheus asks for OpenMetrics and gets it, labelled as such.
+    let metrics = http
+        .get(format!("{admin}/metrics"))
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         metrics.headers()["content-type"],
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
     );
     let text = metrics.text().await.unwrap();
+    assert!(text.contains("# TYPE edge_requests counter"), "{text}");
     assert!(
         text.contains("edge_requests_total{vendor=\"terra\",status=\"202\"} 1"),
         "{text}"
     );
     assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    // Anyone else gets the classic format, whose TYPE lines name the samples.
+    let metrics = http.get(format!("{admin}/metrics")).send().await.unwrap();
+    assert_eq!(
+        metrics.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains("# TYPE edge_requests_total counter"),
+        "{text}"
+    );
+    assert!(!text.contains("# EOF"), "{text}");
+    // Lint it with a real Prometheus tool where one is installed (Debian's
+    // `prometheus` package); the OpenMetrics body is Prometheus's own to parse.
+    match std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(mut child) => {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "promtool check metrics: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Err(_) => eprintln!("promtool not installed: exposition lint NOT run"),
+    }
 }

@@ -140,7 +140,13 @@ impl Metrics {
         InFlight(&self.in_flight)
     }
 
-    /// Prometheus text exposition.
+    /// Classic Prometheus text (format 0.0.4), for scrapers and tools that do not
+    /// ask for OpenMetrics (`promtool check metrics`, older agents, curl).
+    pub fn encode_classic(&self) -> String {
+        to_classic(&self.encode())
+    }
+
+    /// OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
@@ -149,11 +155,87 @@ impl Metrics {
     }
 }
 
+/// OpenMetrics → classic text: the two differ, for what prometheus-client writes,
+/// only in the counter family name (`x` with samples `x_total` vs `x_total`), the
+/// `# UNIT` lines and the `# EOF` terminator. A classic parser given OpenMetrics
+/// sees TYPE lines that match no sample, which is the mismatch this avoids.
+fn to_classic(open_metrics: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in open_metrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some((name, "counter")) = rest.split_once(' ')
+        {
+            counters.insert(name.to_string());
+        }
+    }
+    let mut out = String::with_capacity(open_metrics.len());
+    for line in open_metrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = line
+            .strip_prefix("# HELP ")
+            .map(|r| ("# HELP ", r))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+        match meta {
+            Some((kind, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let suffix = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{kind}{name}{suffix} {tail}"));
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Decrements the in-flight gauge on drop, whichever way the request ends.
 pub struct InFlight<'a>(&'a Gauge<i64, AtomicI64>);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_text_names_counter_families_by_their_samples() {
+        let m = Metrics::new();
+        m.rejected("terra", "bad_signature");
+        m.request_done("terra", 401, 0.01);
+        let open = m.encode();
+        assert!(open.contains("# TYPE edge_rejected counter"), "{open}");
+        assert!(open.ends_with("# EOF\n"), "{open}");
+        let classic = m.encode_classic();
+        assert!(
+            classic.contains("# TYPE edge_rejected_total counter\n"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# HELP edge_rejected_total Webhook requests refused"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("edge_rejected_total{vendor=\"terra\",reason=\"bad_signature\"} 1\n"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# TYPE edge_request_duration_seconds histogram\n"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# TYPE edge_in_flight_requests gauge\n"),
+            "{classic}"
+        );
+        assert!(!classic.contains("# EOF"), "{classic}");
     }
 }

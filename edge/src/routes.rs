@@ -95,16 +95,28 @@ fn admin(
         .map(|app: Arc<App>| ready(&app));
     let metrics = warp::path!("metrics")
         .and(warp::get())
+        .and(warp::header::optional::<String>("accept"))
         .and(with_app)
-        .map(|app: Arc<App>| {
-            let mut r = Response::new(app.metrics.encode().into());
+        .map(|accept: Option<String>, app: Arc<App>| {
+            // Each body is labelled with the format it is in, or a scraper picks the
+            // wrong parser: OpenMetrics for those that ask (Prometheus does), the
+            // classic text format otherwise (promtool, curl).
+            let open_metrics = accept.is_some_and(|a| a.contains("application/openmetrics-text"));
+            let (body, content_type) = if open_metrics {
+                (
+                    app.metrics.encode(),
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )
+            } else {
+                (
+                    app.metrics.encode_classic(),
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
+            };
+            let mut r = Response::new(body.into());
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,
-                // prometheus-client writes OpenMetrics text (`# EOF`, `_total` counters):
-                // announce it, or a scraper picks its classic parser and misreads it.
-                http::HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
+                http::HeaderValue::from_static(content_type),
             );
             r
         });
