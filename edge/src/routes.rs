@@ -397,9 +397,10 @@ enum BodyError {
     Budget,
 }
 
-/// Reads the body into memory, holding budget permits for every byte buffered: all
-/// of an announced length up front (so two large bodies cannot each hold half the
-/// budget waiting for the rest), chunk by chunk for a chunked body. Stops at `max`.
+/// Reads the body into memory, holding budget permits for every byte buffered, taken
+/// chunk by chunk as bytes arrive: reserving an announced length up front would let
+/// a few clients that announce 1 MiB and then send nothing hold the whole budget.
+/// Stops at `max`.
 async fn read_body<S, B>(
     mut body: S,
     announced: Option<u64>,
@@ -412,11 +413,8 @@ where
 {
     let mut held: Option<OwnedSemaphorePermit> = None;
     let mut reserved = 0u64;
-    if let Some(n) = announced.filter(|&n| n > 0) {
-        held = Some(reserve(budget, n).await?);
-        reserved = n;
-    }
-    let mut buf = Vec::with_capacity(announced.unwrap_or(0).min(max) as usize);
+    // Capped: a client announcing 1 MiB and sending nothing must not get it allocated.
+    let mut buf = Vec::with_capacity(announced.unwrap_or(0).min(max).min(64 * 1024) as usize);
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk.map_err(|_| BodyError::Read)?;
         let len = (buf.len() + chunk.remaining()) as u64;
