@@ -333,6 +333,17 @@ pub struct Config {
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 4)]
     pub database_max_connections: u32,
 
+    /// Whether start-up creates the raw, readings and DLQ topics when they are missing
+    /// (with `TOPIC_PARTITIONS` partitions, the broker's replication factor and the
+    /// record-size limits the pipeline needs). `false`: a missing topic stops the start.
+    #[arg(long, env = "KAFKA_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub create_topics: bool,
+
+    /// Partitions of topics created at start-up (4: the local stack's `num.partitions`;
+    /// the raw topic's count bounds the useful number of processor replicas).
+    #[arg(long, env = "TOPIC_PARTITIONS", default_value_t = 4)]
+    pub topic_partitions: i32,
+
     /// Oura/WHOOP fetch settings.
     #[command(flatten)]
     pub fetch: FetchConfig,
@@ -382,6 +393,12 @@ impl Config {
                     message: format!("{url:?} is not an http(s) URL"),
                 });
             }
+        }
+        if self.topic_partitions < 1 {
+            return Err(ConfigError {
+                var: "TOPIC_PARTITIONS",
+                message: "must be at least 1".into(),
+            });
         }
         if self.fetch.fetch_concurrency == 0 {
             return Err(ConfigError {

@@ -10,3 +10,4 @@ pub mod pipeline;
 pub mod publish;
 pub mod service;
 pub mod sink;
+pub mod topics;

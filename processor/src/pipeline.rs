@@ -121,6 +121,9 @@ pub enum BatchError {
     /// still retrying.
     #[error("gave up retrying {0}")]
     Aborted(&'static str),
+    /// A failure no retry can fix (e.g. the DLQ topic refuses our records): stop now.
+    #[error("{0}")]
+    Fatal(String),
 }
 
 struct Decoded {
@@ -188,6 +191,11 @@ impl Pipeline {
                 Ok(offsets) => {
                     self.store_offsets(&offsets);
                     self.metrics.batch_done(n, started.elapsed().as_secs_f64());
+                }
+                Err(BatchError::Fatal(error)) => {
+                    tracing::error!(message = "Unrecoverable publish failure; exiting. The batch will be redelivered.", %error, records = n);
+                    self.commit_stored();
+                    anyhow::bail!("{error}");
                 }
                 Err(error) if shutdown.is_cancelled() => {
                     tracing::error!(message = "Batch abandoned at shutdown; it will be redelivered.", %error, records = n);
@@ -476,12 +484,14 @@ impl Pipeline {
                 self.metrics.dead_lettered(l.reason);
             }
             retry(&self.metrics, "dead_letter", &mut deadline, || async {
-                publish::dead_letters(&self.producer, &self.topics.dlq, &letters)
-                    .await
-                    .map(Ok)
-                    .map_err(|e| Transient(e.to_string()))
+                match publish::dead_letters(&self.producer, &self.topics.dlq, &letters).await {
+                    Ok(()) => Ok(Ok(())),
+                    Err(e @ publish::DeadLetterError::Fatal { .. }) => Ok(Err(e)),
+                    Err(e) => Err(Transient(e.to_string())),
+                }
             })
-            .await??;
+            .await?
+            .map_err(|e| BatchError::Fatal(e.to_string()))?;
         }
 
         // 6. Mark deliveries only now that PostgreSQL has them: a crash before this

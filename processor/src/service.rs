@@ -54,6 +54,13 @@ pub async fn start(
         .await
         .context("registering the readings schema")?;
 
+    // Before subscribing: a missing topic would otherwise greet every start with
+    // librdkafka's UnknownTopicOrPartition ERROR, and an unusable DLQ would only show
+    // when a batch first needs it.
+    crate::topics::check(config)
+        .await
+        .context("checking the raw, readings and DLQ topics")?;
+
     let consumer: StreamConsumer<LagContext> = ClientConfig::new()
         .set("bootstrap.servers", &config.kafka_bootstrap_servers)
         .set("group.id", &config.group_id)

@@ -355,3 +355,51 @@ pub async fn metric_sum(base_url: &str, name: &str) -> f64 {
         .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Creates `topic` with `partitions` and topic-level `configs`.
+pub async fn create_topic_with(topic: &str, partitions: i32, configs: &[(&str, &str)]) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .create()
+        .expect("admin client");
+    let mut t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        t = t.set(k, v);
+    }
+    for r in admin
+        .create_topics(
+            [&t],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create_topics")
+    {
+        r.expect("topic created");
+    }
+}
+
+/// Pipeline topics whose DLQ has topic-level `configs` (e.g. a small `max.message.bytes`).
+pub async fn topics_with_dlq(partitions: i32, dlq_configs: &[(&str, &str)]) -> PipelineTopics {
+    let raw = unique("raw");
+    let t = PipelineTopics {
+        readings: format!("{raw}.readings"),
+        dlq: format!("{raw}.dlq"),
+        group: unique("group"),
+        raw,
+    };
+    create_topic(&t.raw, partitions).await;
+    create_topic(&t.readings, partitions).await;
+    create_topic_with(&t.dlq, 1, dlq_configs).await;
+    t
+}
+
+/// Value of header `name` of a Kafka message, as text.
+pub fn header(m: &rdkafka::message::OwnedMessage, name: &str) -> Option<String> {
+    use rdkafka::message::{Headers, Message};
+    m.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
