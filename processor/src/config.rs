@@ -329,7 +329,11 @@ pub struct Config {
     #[arg(long, env = "DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
 
-    /// PostgreSQL pool size.
+    /// PostgreSQL pool size. Every statement is short: the batch upsert, parking, the
+    /// retry task's claims, and per fetched notification two account queries (read, and
+    /// when a token expires a lease claim and a store), none held across a vendor call.
+    /// So 4 connections serve `FETCH_CONCURRENCY` 16; raise it with more replicas' worth
+    /// of retry-task concurrency, not with vendor latency.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 4)]
     pub database_max_connections: u32,
 
