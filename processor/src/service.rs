@@ -41,8 +41,11 @@ pub async fn start(
 
     // Lazy: a Redis that is down at start is retried per call; PostgreSQL keys keep
     // results correct meanwhile, Redis only saves work.
-    let dedup =
-        Some(Dedup::connect_lazy(&config.redis_url, config.dedup_ttl).context("REDIS_URL")?);
+    let dedup = Some(
+        Dedup::connect_lazy(&config.redis_url, config.dedup_ttl)
+            .context("REDIS_URL")?
+            .with_namespace(&config.group_id),
+    );
 
     let registry =
         SchemaRegistry::new(&config.schema_registry_url).context("SCHEMA_REGISTRY_URL")?;
