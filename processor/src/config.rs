@@ -39,6 +39,45 @@ pub enum Command {
     LinkAccount(LinkAccount),
     /// Remove a linked account; its later notifications are parked as `unlinked`.
     UnlinkAccount(UnlinkAccount),
+    /// Re-normalize a range of the raw topic into the table and the readings topic,
+    /// bypassing dedup (after a restore, a fail-over that lost commits, a normalizer
+    /// fix). Idempotent: rows are upserted by their keys.
+    Replay(Replay),
+    /// Re-feed dead letters (optionally only some reasons) to the raw topic once their
+    /// cause is fixed; the running processors then handle them as new records.
+    Redrive(Redrive),
+}
+
+/// `processor replay` arguments. Without `--from-*`, a partition is replayed from its
+/// first offset; without `--to-*`, up to its end when the command starts.
+#[derive(Debug, Clone, Args)]
+pub struct Replay {
+    /// Partitions to replay (repeatable); default every partition of RAW_TOPIC.
+    #[arg(long = "partition")]
+    pub partitions: Vec<i32>,
+    /// First offset to replay, in every selected partition.
+    #[arg(long, conflicts_with = "from_time")]
+    pub from_offset: Option<i64>,
+    /// Replay records appended at or after this time (RFC 3339).
+    #[arg(long)]
+    pub from_time: Option<DateTime<Utc>>,
+    /// Stop before this offset, in every selected partition.
+    #[arg(long, conflicts_with = "to_time")]
+    pub to_offset: Option<i64>,
+    /// Stop at records appended at or after this time (RFC 3339).
+    #[arg(long)]
+    pub to_time: Option<DateTime<Utc>>,
+}
+
+/// `processor redrive` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct Redrive {
+    /// Only dead letters with this `dlq.reason` (repeatable); default every reason.
+    #[arg(long = "reason")]
+    pub reasons: Vec<String>,
+    /// Count what would be redriven without producing anything.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// A vendor whose accounts can be linked.

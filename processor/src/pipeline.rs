@@ -217,6 +217,14 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Processes records outside the consume loop (`processor replay`): the same stages,
+    /// bounded by [`MAX_BATCH_TIME`], no offsets stored.
+    pub async fn process_records(&self, batch: Vec<OwnedMessage>) -> Result<(), BatchError> {
+        self.process(batch, tokio::time::sleep(MAX_BATCH_TIME))
+            .await
+            .map(|_| ())
+    }
+
     /// Commits stored offsets now rather than at the next auto-commit tick.
     fn commit_stored(&self) {
         match self

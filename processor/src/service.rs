@@ -155,7 +155,7 @@ pub async fn start(
 
 /// Builds the Oura/WHOOP fetch stage. Refuses to start when linked accounts exist and
 /// TOKEN_ENCRYPTION_KEY is missing or does not decrypt them.
-async fn fetch_stage(
+pub(crate) async fn fetch_stage(
     config: &Config,
     sink: &PgSink,
     metrics: Arc<Metrics>,

@@ -403,3 +403,74 @@ pub fn header(m: &rdkafka::message::OwnedMessage, name: &str) -> Option<String> 
         .and_then(|h| h.value)
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
+
+/// A PostgreSQL database of the test's own on the stack's server (dropped on drop), so
+/// a test may TRUNCATE or constrain `readings` without touching anyone else's rows.
+pub struct OwnDatabase {
+    /// Its URL.
+    pub url: String,
+    name: String,
+}
+
+impl OwnDatabase {
+    /// Creates an empty database (the processor applies the migrations).
+    pub async fn create() -> OwnDatabase {
+        let name = format!("bbtest_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::PgPool::connect(&database_url())
+            .await
+            .expect("postgres");
+        sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
+            .execute(&admin)
+            .await
+            .expect("create database");
+        let base = database_url();
+        let cut = base.rfind('/').expect("database in URL");
+        OwnDatabase {
+            url: format!("{}/{name}", &base[..cut]),
+            name,
+        }
+    }
+}
+
+impl Drop for OwnDatabase {
+    fn drop(&mut self) {
+        // Best effort, outside the test's runtime.
+        let (url, name) = (database_url(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let admin = sqlx::PgPool::connect(&url).await.ok()?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "drop database if exists {name} with (force)"
+                )))
+                .execute(&admin)
+                .await
+                .ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// Runs `processor <args>` to completion with `env`; (exit code, stdout, stderr).
+pub fn processor_command(args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String, String) {
+    let mut cmd = std::process::Command::new(binary("processor"));
+    cmd.args(args)
+        .env("RUST_LOG", "info")
+        .env("KAFKA_BOOTSTRAP_SERVERS", kafka())
+        .env("SCHEMA_REGISTRY_URL", registry_url())
+        .env("REDIS_URL", redis_url())
+        .env("TOKEN_ENCRYPTION_KEY", TEST_TOKEN_KEY);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("processor runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
