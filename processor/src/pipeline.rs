@@ -165,6 +165,7 @@ impl Pipeline {
                 _ = shutdown.cancelled() => break,
                 batch = self.collect() => batch,
             };
+            let batch = self.assigned_only(batch);
             if batch.is_empty() {
                 continue;
             }
@@ -223,6 +224,32 @@ impl Pipeline {
         self.process(batch, tokio::time::sleep(MAX_BATCH_TIME))
             .await
             .map(|_| ())
+    }
+
+    /// Drops records of partitions revoked while the batch was collected: their offsets
+    /// can no longer be stored, and the new owner is already replaying them, so
+    /// processing them here could only write older data after the new owner's.
+    fn assigned_only(&self, batch: Vec<OwnedMessage>) -> Vec<OwnedMessage> {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return batch;
+        };
+        let owned: std::collections::HashSet<i32> = assignment
+            .elements_for_topic(&self.topics.raw)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        let before = batch.len();
+        let kept: Vec<OwnedMessage> = batch
+            .into_iter()
+            .filter(|m| owned.contains(&m.partition()))
+            .collect();
+        if kept.len() < before {
+            tracing::info!(
+                message = "Dropped records of revoked partitions; their new owner processes them.",
+                dropped = before - kept.len()
+            );
+        }
+        kept
     }
 
     /// Commits stored offsets now rather than at the next auto-commit tick.

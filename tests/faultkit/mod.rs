@@ -474,3 +474,46 @@ pub fn processor_command(args: &[&str], env: &[(&str, String)]) -> (Option<i32>,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Runs `scripts/stack <cmd>` against the stack the environment points at (its
+/// BRIDGE_STATE_DIR and port variables); panics on failure.
+pub fn stack(cmd: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/stack");
+    let status = std::process::Command::new(script)
+        .arg(cmd)
+        .status()
+        .expect("scripts/stack");
+    assert!(status.success(), "scripts/stack {cmd} failed");
+}
+
+/// Drills that stop shared services run only against a stack of their own (`make
+/// faults` starts one on other ports), unless FAULTS_ALLOW_SHARED=1 (CI, where nothing
+/// else runs).
+pub fn assert_own_stack() {
+    let shared = kafka() == bridge_core::defaults::KAFKA_BOOTSTRAP_SERVERS;
+    assert!(
+        !shared || std::env::var("FAULTS_ALLOW_SHARED").as_deref() == Ok("1"),
+        "this drill stops services: run it with `make faults` (its own stack), or set FAULTS_ALLOW_SHARED=1 where nothing else uses the stack"
+    );
+}
+
+/// Prints a drill's figures in the form RELIABILITY.md quotes them.
+pub fn report(drill: &str, tally: &Tally, recovered: Duration) {
+    println!(
+        "DRILL {drill}: {tally} recover={:.1}s",
+        recovered.as_secs_f64()
+    );
+}
+
+/// The assertions every drill shares: nothing accepted is missing, nothing extra,
+/// nothing dead-lettered.
+pub fn assert_exact(drill: &str, tally: &Tally) {
+    assert!(tally.accepted > 0, "{drill}: nothing accepted");
+    assert_eq!(tally.missing, 0, "{drill}: rows missing: {tally}");
+    assert_eq!(tally.extra, 0, "{drill}: extra rows: {tally}");
+    assert_eq!(
+        tally.topic_missing, 0,
+        "{drill}: readings missing on the topic: {tally}"
+    );
+    assert_eq!(tally.dead_letters, 0, "{drill}: dead letters: {tally}");
+}
