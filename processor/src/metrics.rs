@@ -102,6 +102,7 @@ pub struct Metrics {
     parked_retries: Family<VendorStatusLabels, Counter>,
     rate_limit_waits: Family<VendorStatusLabels, Counter>,
     rate_limit_wait_seconds: Family<VendorLabels, Histogram>,
+    implausible: Family<ReadingLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -137,6 +138,7 @@ impl Metrics {
             rate_limit_wait_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 12))
             }),
+            implausible: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -225,6 +227,11 @@ impl Metrics {
             "Time requests waited for a rate-limit slot, by vendor",
             m.rate_limit_wait_seconds.clone(),
         );
+        registry.register(
+            "processor_implausible",
+            "Values outside their metric's plausible range, not stored, by vendor and metric",
+            m.implausible.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -236,6 +243,16 @@ impl Metrics {
                 metric,
             })
             .inc_by(n);
+    }
+
+    /// A value of `vendor`/`metric` was outside its plausible range and not stored.
+    pub fn implausible(&self, vendor: &str, metric: &'static str) {
+        self.implausible
+            .get_or_create(&ReadingLabels {
+                vendor: vendor.to_string(),
+                metric,
+            })
+            .inc();
     }
 
     /// A batch of `records` raw records finished after `seconds`.
