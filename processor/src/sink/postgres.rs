@@ -68,6 +68,10 @@ pub enum SinkError {
     /// Applying the embedded migrations failed.
     #[error("could not apply database migrations: {0}")]
     Migrate(MigrateError),
+    /// What had to happen before the commit (publishing the changelog) failed; the batch
+    /// was rolled back. Always transient.
+    #[error("rolled back, the step before commit failed: {0}")]
+    BeforeCommit(String),
     /// A statement failed; `op` names what the sink was doing.
     #[error("PostgreSQL failed to {op}: {source}")]
     Query {
@@ -88,7 +92,7 @@ impl SinkError {
             SinkError::Connect(e) | SinkError::Query { source: e, .. } => Some(e),
             SinkError::Migrate(MigrateError::Execute(e))
             | SinkError::Migrate(MigrateError::ExecuteMigration(e, _)) => Some(e),
-            SinkError::Migrate(_) => None,
+            SinkError::Migrate(_) | SinkError::BeforeCommit(_) => None,
         }
     }
 
@@ -98,6 +102,9 @@ impl SinkError {
     /// start-up, resource exhaustion, a read-only server during fail-over, and our own
     /// pool closed at shutdown (the batch is redelivered after restart).
     pub fn is_transient(&self) -> bool {
+        if matches!(self, SinkError::BeforeCommit(_)) {
+            return true;
+        }
         let Some(error) = self.sqlx_error() else {
             return false;
         };
@@ -216,12 +223,32 @@ impl PgSink {
     /// commit together or not at all. See the module documentation for the order and
     /// collapse rules. Readings PostgreSQL would reject, or whose value is implausible,
     /// are dropped and counted. Returns the counts and every change the table made.
+    pub async fn write(&self, batch: &Batch) -> Result<Written, SinkError> {
+        self.write_then(batch, |_| async { Ok(()) }).await
+    }
+
+    /// [`write`](Self::write), calling `before_commit` with the changes after every
+    /// statement ran and before the commit; its error rolls the batch back (a transient
+    /// [`SinkError::BeforeCommit`]).
+    ///
+    /// The changelog is published here: a publish that fails leaves the table unchanged,
+    /// so the redelivered batch makes (and publishes) the same changes again, and the
+    /// rows stay locked until their changes are acknowledged, so two writers of one
+    /// document, on any replica, publish in the order they commit.
     #[instrument(skip_all, fields(
         readings = batch.readings.len(),
         tombstones = batch.tombstones.len(),
         account_events = batch.account_events.len(),
     ))]
-    pub async fn write(&self, batch: &Batch) -> Result<Written, SinkError> {
+    pub async fn write_then<F, Fut>(
+        &self,
+        batch: &Batch,
+        before_commit: F,
+    ) -> Result<Written, SinkError>
+    where
+        F: FnOnce(&Written) -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
         let plan = Plan::new(batch);
         let mut written = Written {
             stats: plan.stats,
@@ -233,6 +260,9 @@ impl PgSink {
             }
         }
         if plan.steps.is_empty() && plan.events.event_id.is_empty() {
+            before_commit(&written)
+                .await
+                .map_err(SinkError::BeforeCommit)?;
             return Ok(written);
         }
         let stats = &mut written.stats;
@@ -299,6 +329,10 @@ impl PgSink {
                 .map_err(SinkError::query("insert account events"))?
                 .rows_affected();
         }
+        // Dropping the transaction on error rolls it back.
+        before_commit(&written)
+            .await
+            .map_err(SinkError::BeforeCommit)?;
         tx.commit()
             .await
             .map_err(SinkError::query("commit a batch"))?;
