@@ -34,6 +34,25 @@ CREATE TABLE reading_documents (
         UNIQUE NULLS NOT DISTINCT (user_id, vendor, source_record_id, source)
 );
 
+-- Terra sleep/activity summaries without summary_id were keyed "<start>/<end>" as written;
+-- they are now "<type>:<start>", so the next version of a still-syncing night (later end)
+-- replaces its rows. Only rows of that exact shape are renamed; their metric tells the
+-- type (workout_duration is only emitted for activities).
+UPDATE readings AS r
+SET source_record_id = d.kind || ':' || split_part(r.source_record_id, '/', 1)
+FROM (
+    SELECT user_id, source_record_id, source,
+           CASE WHEN bool_or(metric = 'workout_duration') THEN 'activity' ELSE 'sleep' END AS kind
+    FROM readings
+    WHERE vendor = 'terra'
+      AND source_record_id ~ '^\d{4}-\d\d-\d\dT[^/]+/\d{4}-\d\d-\d\dT[^/]+$'
+    GROUP BY user_id, source_record_id, source
+) AS d
+WHERE r.vendor = 'terra'
+  AND r.user_id = d.user_id
+  AND r.source_record_id = d.source_record_id
+  AND r.source IS NOT DISTINCT FROM d.source;
+
 -- Every document the old code wrote, at the highest ordering any of its rows carries
 -- (NULL when none does: the old rule treats such rows as replaceable by anything).
 INSERT INTO reading_documents (user_id, vendor, source_record_id, source, ordering)

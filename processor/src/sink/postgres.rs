@@ -1648,25 +1648,37 @@ mod tests {
         let t0 = at(0);
         let (e1, e2) = (at(25_200), at(27_000));
         sqlx::query(old_upsert)
-            .bind(vec!["u1", "u1", "u1"])
-            .bind(vec!["terra", "terra", "healthkit"])
-            .bind(vec!["sleep_total", "sleep_total", "step_count"])
-            .bind(vec![25_200.0, 27_000.0, 1500.0])
-            .bind(vec!["s", "s", "count"])
-            .bind(vec![t0, t0, t0])
-            .bind(vec![e1, e2, t0])
-            .bind(vec!["night-1", "night-1", "step_count:2025-03-02"])
-            .bind(vec![Some("OURA"), Some("OURA"), None])
-            .bind(vec![Some(100i64), Some(200), None])
+            .bind(vec!["u1", "u1", "u1", "u2"])
+            .bind(vec!["terra", "terra", "healthkit", "terra"])
+            .bind(vec![
+                "sleep_total",
+                "sleep_total",
+                "step_count",
+                "sleep_total",
+            ])
+            .bind(vec![25_200.0, 27_000.0, 1500.0, 3600.0])
+            .bind(vec!["s", "s", "count", "s"])
+            .bind(vec![t0, t0, t0, t0])
+            .bind(vec![e1, e2, t0, e1])
+            .bind(vec![
+                "night-1",
+                "night-1",
+                "step_count:2025-03-02",
+                "2025-03-01T23:00:00+01:00/2025-03-02T07:00:00+01:00",
+            ])
+            .bind(vec![Some("OURA"), Some("OURA"), None, Some("GARMIN")])
+            .bind(vec![Some(100i64), Some(200), None, Some(5)])
             .execute(&pool)
             .await
             .unwrap();
-        let old_rows = stored(&pool).await;
-        assert_eq!(old_rows.len(), 3);
+        let mut old_rows = stored(&pool).await;
+        assert_eq!(old_rows.len(), 4);
 
         PgSink::from_pool(pool.clone()).migrate().await.unwrap();
 
-        assert_eq!(stored(&pool).await, old_rows, "every row kept as it was");
+        // Every row kept; the summary without summary_id renamed to its stable id.
+        old_rows[3].7 = "sleep:2025-03-01T23:00:00+01:00".into();
+        assert_eq!(stored(&pool).await, old_rows, "every row kept");
         let docs: Vec<(String, String, Option<String>, Option<i64>)> = sqlx::query_as(
             "SELECT vendor, source_record_id, source, ordering FROM reading_documents \
              ORDER BY 1, 2",
@@ -1689,6 +1701,12 @@ mod tests {
                     Some("OURA".into()),
                     Some(200)
                 ),
+                (
+                    "terra".into(),
+                    "sleep:2025-03-01T23:00:00+01:00".into(),
+                    Some("GARMIN".into()),
+                    Some(5)
+                ),
             ]
         );
 
@@ -1702,7 +1720,10 @@ mod tests {
         sink.write(&envelopes(vec![night.clone()])).await.unwrap();
         sink.write(&envelopes(vec![stale])).await.unwrap();
         let rows = stored(&pool).await;
-        assert_eq!(rows, vec![old_rows[0].clone(), row(&night)]);
+        assert_eq!(
+            rows,
+            vec![old_rows[0].clone(), row(&night), old_rows[3].clone()]
+        );
     }
 
     #[tokio::test]
