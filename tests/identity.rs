@@ -545,3 +545,26 @@ async fn a_refetched_oura_day_with_another_offset_is_one_set_and_deletes_remove(
         &vuid,
     ]);
 }
+
+#[tokio::test]
+async fn a_missing_changelog_topic_is_created_compacted() {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let topics = PipelineTopics::create(1).await;
+    let changelog = format!("{}.changelog", topics.raw);
+    let _processor = ProcessorProc::start(&topics, &[("READINGS_TOPIC", changelog.clone())]).await;
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .create()
+        .unwrap();
+    let configs = admin
+        .describe_configs(
+            [&ResourceSpecifier::Topic(&changelog)],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    let config = configs.into_iter().next().unwrap().expect("topic exists");
+    let policy = config.get("cleanup.policy").and_then(|e| e.value.clone());
+    assert_eq!(policy.as_deref(), Some("compact"));
+}

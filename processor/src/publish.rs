@@ -125,34 +125,46 @@ pub struct Changelog {
 }
 
 impl Changelog {
-    /// Reads the topic's partition count (the topic must exist) and pins both codecs.
+    /// Creates the topic compacted when it does not exist (with [`CHANGELOG_PARTITIONS`];
+    /// an existing topic is left as it is), reads its partition count, and pins both
+    /// codecs.
     pub async fn new(
         producer: FutureProducer,
+        bootstrap: &str,
         topic: &str,
         key_codec: RegisteredCodec,
         value_codec: RegisteredCodec,
     ) -> Result<Self, PublishError> {
-        let client = producer.clone();
-        let name = topic.to_owned();
-        let partitions = tokio::task::spawn_blocking(move || {
-            let metadata = client
-                .client()
-                .fetch_metadata(Some(&name), Duration::from_secs(10))?;
-            let count = metadata
-                .topics()
-                .first()
-                .filter(|t| t.error().is_none())
-                .map_or(0, |t| t.partitions().len());
-            Ok::<_, KafkaError>(count)
-        })
-        .await
-        .map_err(|e| PublishError::Topic(topic.to_owned(), e.to_string()))??;
-        if partitions == 0 {
-            return Err(PublishError::Topic(
-                topic.to_owned(),
-                "the topic does not exist or has no partitions".into(),
-            ));
-        }
+        let topic_error = |detail: String| PublishError::Topic(topic.to_owned(), detail);
+        // Before any metadata request: the producer's would auto-create the topic with
+        // the broker's defaults, which do not compact.
+        create_compacted(bootstrap, topic).await?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let partitions = loop {
+            let client = producer.clone();
+            let name = topic.to_owned();
+            let found = tokio::task::spawn_blocking(move || {
+                let metadata = client
+                    .client()
+                    .fetch_metadata(Some(&name), Duration::from_secs(10))?;
+                Ok::<_, KafkaError>(
+                    metadata
+                        .topics()
+                        .first()
+                        .filter(|t| t.error().is_none())
+                        .map_or(0, |t| t.partitions().len()),
+                )
+            })
+            .await
+            .map_err(|e| topic_error(e.to_string()))??;
+            if found > 0 {
+                break found;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(topic_error("no partitions within 30 s".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         Ok(Self {
             producer,
             topic: topic.to_owned(),
@@ -234,6 +246,41 @@ impl Changelog {
         });
         send_all(&self.producer, records).await
     }
+}
+
+/// Partitions of a changelog topic the processor creates itself. Six leaves room for a
+/// few processor replicas' consumers downstream; an operator who creates the topic
+/// first chooses otherwise.
+pub const CHANGELOG_PARTITIONS: i32 = 6;
+
+/// Creates `topic` with `cleanup.policy=compact` (a concurrent creator is fine).
+async fn create_compacted(bootstrap: &str, topic: &str) -> Result<(), PublishError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    // -1: the broker's default replication factor.
+    let new = NewTopic::new(topic, CHANGELOG_PARTITIONS, TopicReplication::Fixed(-1))
+        .set("cleanup.policy", "compact");
+    let results = admin.create_topics([&new], &AdminOptions::new()).await?;
+    for result in results {
+        match result {
+            Ok(_) => tracing::info!(
+                message = "Created the compacted readings changelog topic.",
+                topic,
+                partitions = CHANGELOG_PARTITIONS
+            ),
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                return Err(PublishError::Topic(
+                    topic.to_owned(),
+                    format!("could not create it: {code}"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn key_value(k: &ReadingKey) -> Value {

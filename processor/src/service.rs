@@ -97,12 +97,13 @@ pub async fn start(
     let changelog = Arc::new(
         publish::Changelog::new(
             producer.clone(),
+            &config.kafka_bootstrap_servers,
             &config.readings_topic,
             readings_key_codec,
             readings_codec,
         )
         .await
-        .context("READINGS_TOPIC: the changelog topic must exist")?,
+        .context("READINGS_TOPIC: the changelog topic is unusable")?,
     );
 
     let probe = Probe {

@@ -91,9 +91,14 @@ async fn profile(
         .register(&format!("{readings_topic}-key"), READING_KEY_SCHEMA)
         .await?;
     let producer = publish::producer(&ctx.cfg.kafka_bootstrap_servers)?;
-    let changelog =
-        publish::Changelog::new(producer, readings_topic, readings_key_codec, readings_codec)
-            .await?;
+    let changelog = publish::Changelog::new(
+        producer,
+        &ctx.cfg.kafka_bootstrap_servers,
+        readings_topic,
+        readings_key_codec,
+        readings_codec,
+    )
+    .await?;
     let dedup = Dedup::connect(&ctx.cfg.redis_url, DEFAULT_TTL)
         .await
         .context("REDIS_URL")?;
