@@ -483,6 +483,7 @@ async fn a_refetched_oura_day_with_another_offset_is_one_set_and_deletes_remove(
         ("OURA_TOKEN_URL", format!("{}/oura/oauth/token", api.url)),
         ("OURA_CLIENT_ID", "oura-client".into()),
         ("OURA_CLIENT_SECRET", secrets::OURA.into()),
+        ("PARK_POLL_INTERVAL", "200ms".into()),
     ];
     let (topics, edge, _processor, pool) = start(&env).await;
     let mut log = Changelog::new(&topics.readings);
@@ -543,6 +544,56 @@ async fn a_refetched_oura_day_with_another_offset_is_one_set_and_deletes_remove(
         "oura",
         "--vendor-user-id",
         &vuid,
+    ]);
+
+    // A notification of a user not linked yet is parked; after link-account the retry
+    // task fetches it and goes through the same path: rows and changelog records.
+    let (late, late_vuid) = (unique("oura-late"), unique("oura-late-vu"));
+    let late_doc = json!({"id": "act-late", "day": "2025-03-03",
+        "timestamp": "2025-03-03T04:00:00.000+00:00", "steps": 4321});
+    api.serve("daily_activity", late_doc);
+    post_oura(&edge, "create", "daily_activity", "act-late", &late_vuid).await;
+    let parked = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n: i64 = sqlx::query_scalar(
+            "select count(*) from parked_notifications where vendor_user_id = $1 and closed_at is null",
+        )
+        .bind(&late_vuid)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if n == 1 {
+            break;
+        }
+        assert!(Instant::now() < parked, "notification not parked");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    account(&[
+        "link-account",
+        "--vendor",
+        "oura",
+        "--vendor-user-id",
+        &late_vuid,
+        "--user-id",
+        &late,
+        "--access-token",
+        "a",
+        "--refresh-token",
+        "r",
+        "--expires-at",
+        "2999-01-01T00:00:00Z",
+    ]);
+    settle(&pool, &late, "parked retry", |r| {
+        value_of(r, "step_count") == [4321.0]
+    })
+    .await;
+    log.equals_table(&pool, &late).await;
+    account(&[
+        "unlink-account",
+        "--vendor",
+        "oura",
+        "--vendor-user-id",
+        &late_vuid,
     ]);
 }
 
