@@ -82,7 +82,7 @@ async def main() -> None:
     started = time.monotonic()
     while not stop.is_set():
         await asyncio.sleep(0.5)
-        if time.monotonic() - started > 3:
+        if not stop.is_set() and time.monotonic() - started > 3:
             lowest = min(lowest, open_now)
     await asyncio.gather(*tasks, return_exceptions=True)
     print("HOSTILE " + " ".join(f"{k}={v}" for k, v in stats.items()) + f" min_open={lowest}", flush=True)

@@ -587,3 +587,126 @@ async fn the_admin_listener_takes_probes_off_the_webhook_port() {
         Err(_) => eprintln!("promtool not installed: exposition lint NOT run"),
     }
 }
+
+/// End to end through the processor: a 100 KB `traceparent` leaves the readings with a
+/// fresh, valid one; a replay with `?r=1` and a huge ordering is refused and a replay
+/// with `?r=1` alone is a dedup hit, so a genuine newer delivery still updates the row.
+#[tokio::test]
+async fn hostile_headers_and_replays_cannot_reach_the_rows() {
+    use rdkafka::message::{Headers, Message};
+    let topics = PipelineTopics::create(1).await;
+    let edge = Edge::start(
+        &topics.raw,
+        &[("MAX_HEADER_BYTES", (256 * 1024).to_string())],
+    )
+    .await;
+    let _processor = ProcessorProc::start(&topics, &[]).await;
+    let pool = sqlx::PgPool::connect(&database_url()).await.unwrap();
+    let http = reqwest::Client::new();
+    let user = unique("hostile-e2e");
+    let daily = |steps: u32| {
+        format!(
+            r#"{{"type":"daily","version":"2022-03-16","user":{{"user_id":"tu-{user}","provider":"GARMIN","reference_id":"{user}"}},"data":[{{"metadata":{{"start_time":"2025-04-01T00:00:00.000000+00:00","end_time":"2025-04-01T23:59:59.000000+00:00","upload_type":1,"timestamp_localization":0}},"distance_data":{{"steps":{steps}}}}}]}}"#
+        )
+        .into_bytes()
+    };
+    let t = now_secs();
+    let first = daily(1000);
+    let sig = sign::terra(secrets::TERRA, t, &first);
+    let huge = format!(
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01{}",
+        "f".repeat(100 * 1024)
+    );
+    let post = |query: &'static str, body: Vec<u8>, sig: String, ordering: String| {
+        http.post(format!("{}/webhooks/terra{query}", edge.url))
+            .header("terra-signature", sig)
+            .header("x-terra-ordering-timestamp", ordering)
+            .header("traceparent", huge.clone())
+            .body(body)
+            .send()
+    };
+    let ordering = (t * 1000).to_string();
+    assert_eq!(
+        post("", first.clone(), sig.clone(), ordering.clone())
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    let steps = || async {
+        sqlx::query_scalar::<_, f64>(
+            "select value from readings where user_id = $1 and metric = 'step_count'",
+        )
+        .bind(&user)
+        .fetch_optional(&pool)
+        .await
+        .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while steps().await.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "first delivery never became a row"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The replays: a frozen ordering is refused; `?r=1` alone changes nothing.
+    let frozen = post(
+        "?r=1",
+        first.clone(),
+        sig.clone(),
+        "9223372036854775807".into(),
+    );
+    assert_eq!(frozen.await.unwrap().status(), 400);
+    assert_eq!(
+        post("?r=1", first.clone(), sig, ordering)
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    // A genuine newer delivery a few seconds later still wins.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let newer = daily(2000);
+    let t2 = now_secs();
+    let sig2 = sign::terra(secrets::TERRA, t2, &newer);
+    assert_eq!(
+        post("", newer, sig2, (t2 * 1000).to_string())
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while steps().await != Some(2000.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the genuine newer delivery never updated the row"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Readings carry a fresh, valid trace context, never the 100 KB value.
+    let c = consumer(&topics.readings);
+    for m in read_n(&c, 2, Duration::from_secs(30)).await {
+        let tp = m
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == "traceparent"))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8(v.to_vec()).unwrap())
+            .expect("readings carry a traceparent");
+        assert_eq!(tp.len(), 55, "{}", &tp[..tp.len().min(80)]);
+        assert!(
+            !tp.starts_with("00-0af7651916cd43dd8448eb211c80319c"),
+            "{tp}"
+        );
+        let total: usize = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
+                    .sum()
+            })
+            .unwrap_or(0);
+        assert!(total < 1024, "readings headers {total} bytes");
+    }
+}

@@ -91,7 +91,7 @@ pub enum VerifyError {
     #[error("signed timestamp is further in the future than the tolerance window")]
     FutureTimestamp,
     /// Terra's unsigned `x-terra-ordering-timestamp` is not a unix-millisecond
-    /// value at or before the signed `t` plus the tolerance: honouring it would let
+    /// value (digits only) at or before the signed `t` plus the tolerance: honouring it would let
     /// a replayer freeze rows under the newer-wins rule.
     #[error("ordering timestamp is not plausible for the signed time")]
     ImplausibleOrdering,
