@@ -741,3 +741,98 @@ async fn prometheus_scrapes_both_services_and_ops_files_hold() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs `bin` with `env` until it exits (at most 30 s); returns its exit code and stderr.
+fn run_to_exit(bin: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(bridge_tests::binary(bin));
+    cmd.env("RUST_LOG", "info")
+        .env("EDGE_LISTEN_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env(
+            "PROCESSOR_LISTEN_ADDR",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Trace export settings we cannot honour stop the service at start, naming the
+/// variable, rather than silently exporting nothing.
+#[test]
+fn unsupported_trace_settings_refuse_to_start() {
+    for bin in ["edge", "processor"] {
+        let (code, err) = run_to_exit(
+            bin,
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ],
+        );
+        assert!(
+            code.is_some_and(|c| c != 0),
+            "{bin} started with OTLP/gRPC: {code:?} {err}"
+        );
+        assert!(
+            err.contains("OTEL_EXPORTER_OTLP_PROTOCOL=grpc") && err.contains("http/protobuf"),
+            "{bin}: {err}"
+        );
+        let (code, err) = run_to_exit(bin, &[("OTEL_TRACES_FILTER", "processor=loud")]);
+        assert!(
+            code.is_some_and(|c| c != 0) && err.contains("OTEL_TRACES_FILTER"),
+            "{bin} with a bad OTEL_TRACES_FILTER: {code:?} {err}"
+        );
+    }
+}
+
+/// The dependency gauges tell a reachable dependency from an unreachable one: a
+/// processor pointed at a Redis port nothing listens on (it starts anyway: Redis is only
+/// a filter) reports `redis` 0 and the others 1.
+#[tokio::test]
+async fn dependency_gauges_follow_reachability() {
+    let topics = PipelineTopics::create(1).await;
+    let dead_redis = format!("redis://127.0.0.1:{}", free_port());
+    let processor = ProcessorProc::start(&topics, &[("REDIS_URL", dead_redis)]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let values = loop {
+        let (_, text) = get_metrics(&processor.url, None).await;
+        let values: BTreeMap<String, String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("processor_dependency_up{dependency=\""))
+            .filter_map(|r| r.split_once("\"} "))
+            .map(|(d, v)| (d.to_string(), v.to_string()))
+            .collect();
+        if values.len() == 4 || Instant::now() > deadline {
+            break values;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let expected: BTreeMap<String, String> = [
+        ("kafka", "1"),
+        ("postgres", "1"),
+        ("redis", "0"),
+        ("schema_registry", "1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(values, expected);
+}

@@ -99,6 +99,8 @@ pub fn init(service: &'static str) -> Result<TelemetryGuard, TelemetryError> {
         fmt.boxed()
     };
     let fmt = fmt.with_filter(filter_from("RUST_LOG", "info")?);
+    // Parsed even without an endpoint, so a typo shows at the first start.
+    let traces_filter = filter_from("OTEL_TRACES_FILTER", DEFAULT_TRACES_FILTER)?;
 
     let provider = match exporter()? {
         Some(exporter) => {
@@ -120,7 +122,7 @@ pub fn init(service: &'static str) -> Result<TelemetryGuard, TelemetryError> {
         Some(p) => Some(
             tracing_opentelemetry::layer()
                 .with_tracer(p.tracer(service))
-                .with_filter(filter_from("OTEL_TRACES_FILTER", DEFAULT_TRACES_FILTER)?),
+                .with_filter(traces_filter),
         ),
         None => None,
     };
