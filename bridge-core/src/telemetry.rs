@@ -118,14 +118,11 @@ pub fn init(service: &'static str) -> Result<TelemetryGuard, TelemetryError> {
         }
         None => None,
     };
-    let otel = match &provider {
-        Some(p) => Some(
-            tracing_opentelemetry::layer()
-                .with_tracer(p.tracer(service))
-                .with_filter(traces_filter),
-        ),
-        None => None,
-    };
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer(service))
+            .with_filter(traces_filter)
+    });
     tracing_subscriber::registry()
         .with(fmt)
         .with(otel)
