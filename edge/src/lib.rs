@@ -7,4 +7,5 @@ pub mod metrics;
 pub mod producer;
 pub mod routes;
 pub mod serve;
+pub mod trace_context;
 pub mod verify;

@@ -18,6 +18,7 @@ use warp::reply::Response;
 
 use crate::metrics::Metrics;
 use crate::producer;
+use crate::trace_context::{self, Incoming};
 use crate::verify::{OuraVerifier, Request, Verified, Verifier};
 
 /// Everything a request handler needs, shared by all connections.
@@ -94,7 +95,10 @@ pub fn routes(
                 let started = Instant::now();
                 let _in_flight = app.metrics.in_flight();
                 let span = tracing::info_span!("webhook", vendor = %vendor);
-                let response = handle(&app, &vendor, method, headers, query, body)
+                let trace = Incoming::from_headers(&headers);
+                // Before the span is entered: see `Incoming::continue_in`.
+                trace.continue_in(&span);
+                let response = handle(&app, &vendor, method, headers, query, body, trace)
                     .instrument(span)
                     .await;
                 let label = if app.verifiers.contains_key(&vendor) {
@@ -161,6 +165,7 @@ async fn handle<S, B>(
     headers: HeaderMap,
     query: Option<String>,
     body: S,
+    trace: Incoming,
 ) -> Response
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
@@ -218,25 +223,18 @@ where
         .unwrap_or_else(|| format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&body)));
 
     let event_id = uuid::Uuid::now_v7().to_string();
-    let span = tracing::Span::current();
-    if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
-        bridge_core::telemetry::set_parent(&span, tp);
-    }
-    let traceparent = bridge_core::telemetry::traceparent(&span).or_else(|| {
-        headers
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    });
+    // The edge span's own context when OpenTelemetry is on (same trace, our span
+    // id); else the validated incoming value; else a new trace. Never the raw header.
+    let traceparent = bridge_core::telemetry::traceparent(&tracing::Span::current())
+        .or(trace.traceparent)
+        .unwrap_or_else(trace_context::fresh_traceparent);
     let mut kept = HashMap::new();
     for name in verifier.kept_headers() {
         if let Some(v) = headers.get(*name).and_then(|v| v.to_str().ok()) {
             kept.insert((*name).to_string(), v.to_string());
         }
     }
-    if let Some(tp) = &traceparent {
-        kept.insert("traceparent".into(), tp.clone());
-    }
+    kept.insert("traceparent".into(), traceparent.clone());
     let envelope = RawEnvelope {
         event_id: event_id.clone(),
         vendor: vendor.to_string(),
@@ -265,7 +263,7 @@ where
         &app.topic,
         key.as_bytes(),
         &payload,
-        traceparent.as_deref(),
+        Some(&traceparent),
         app.produce_timeout,
     )
     .await;
