@@ -11,6 +11,7 @@
 //! `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanContext, TraceContextExt as _, TracerProvider as _};
@@ -30,6 +31,10 @@ pub const DEFAULT_TRACES_FILTER: &str = "warn,edge=info,processor=info,bridge_co
 /// to this many (the OpenTelemetry SDK's default link limit, which would drop the rest
 /// anyway); the number left out is recorded in the span's `links.dropped` attribute.
 pub const MAX_LINKS_PER_SPAN: usize = 128;
+
+/// Whether spans are exported: without an exporter, links would be parsed for nothing
+/// on the processor's hot path.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
 
 /// Keeps the span exporter alive; dropping it flushes pending spans.
 pub struct TelemetryGuard {
@@ -127,6 +132,7 @@ pub fn init(service: &'static str) -> Result<TelemetryGuard, TelemetryError> {
         .with(fmt)
         .with(otel)
         .try_init()?;
+    EXPORTING.store(provider.is_some(), Ordering::Relaxed);
     Ok(TelemetryGuard { provider })
 }
 
@@ -208,10 +214,14 @@ pub fn set_parent(span: &tracing::Span, traceparent: &str) -> bool {
 /// `traceparents`, at most [`MAX_LINKS_PER_SPAN`]; records how many were left out as
 /// `links.dropped`. Returns the number of links added. This is how a batch span points
 /// back at the requests whose data it carried (OpenTelemetry's model for batch work).
+/// Does nothing (and costs nothing) when no exporter is configured.
 pub fn link_all<'a>(
     span: &tracing::Span,
     traceparents: impl IntoIterator<Item = &'a str>,
 ) -> usize {
+    if !EXPORTING.load(Ordering::Relaxed) {
+        return 0;
+    }
     let mut seen = HashSet::new();
     let mut dropped = 0u64;
     for tp in traceparents {
