@@ -805,9 +805,23 @@ fn unsupported_trace_settings_refuse_to_start() {
 
 /// The dependency gauges tell a reachable dependency from an unreachable one: a
 /// processor pointed at a Redis port nothing listens on (it starts anyway: Redis is only
-/// a filter) reports `redis` 0 and the others 1.
+/// a filter) reports `redis` 0 and the others 1. The parked-age gauge reads PostgreSQL:
+/// a notification parked a day ago shows as at least a day old.
 #[tokio::test]
 async fn dependency_gauges_follow_reachability() {
+    let pool = PgPool::connect(&database_url()).await.expect("postgres");
+    // Due tomorrow, so no retry task claims it meanwhile; removed at the end.
+    let event_id = unique("obs-parked");
+    sqlx::query(
+        "insert into parked_notifications (event_id, vendor, vendor_user_id, body, headers, \
+         received_at, raw_partition, raw_offset, reason, next_attempt_at, parked_at) \
+         values ($1, 'oura', $1, '\\x7b7d', '{}', now(), 0, 0, 'unlinked', \
+         now() + interval '1 day', now() - interval '1 day')",
+    )
+    .bind(&event_id)
+    .execute(&pool)
+    .await
+    .expect("park a notification");
     let topics = PipelineTopics::create(1).await;
     let dead_redis = format!("redis://127.0.0.1:{}", free_port());
     let processor = ProcessorProc::start(&topics, &[("REDIS_URL", dead_redis)]).await;
@@ -835,4 +849,23 @@ async fn dependency_gauges_follow_reachability() {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     assert_eq!(values, expected);
+
+    let (_, text) = get_metrics(&processor.url, None).await;
+    let unlinked_age = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "processor_parked_notifications_oldest_age_seconds{reason=\"unlinked\"} ",
+            )
+        })
+        .and_then(|v| v.parse::<f64>().ok());
+    sqlx::query("delete from parked_notifications where event_id = $1")
+        .bind(&event_id)
+        .execute(&pool)
+        .await
+        .expect("remove the test row");
+    assert!(
+        unlinked_age.is_some_and(|a| a >= 86_399.0),
+        "oldest unlinked parked age: {unlinked_age:?}\n{text}"
+    );
 }
