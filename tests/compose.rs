@@ -324,6 +324,9 @@ struct Expected {
     docker_stages: BTreeSet<String>,
     /// `ENV NAME=…` per Dockerfile stage.
     docker_env: BTreeMap<String, BTreeSet<String>>,
+    /// Drain bounds: edge `SHUTDOWN_TIMEOUT`, processor `DRAIN_TIMEOUT` defaults.
+    edge_drain: Option<std::time::Duration>,
+    processor_drain: Option<std::time::Duration>,
 }
 
 impl Expected {
@@ -364,6 +367,10 @@ impl Expected {
             processor_port: listen_port(&processor_cfg, "PROCESSOR_LISTEN_ADDR"),
             edge_env: env_names(&edge_cfg),
             processor_env: env_names(&processor_cfg),
+            edge_drain: env_default(&edge_cfg, "SHUTDOWN_TIMEOUT")
+                .and_then(|d| humantime::parse_duration(&d).ok()),
+            processor_drain: env_default(&processor_cfg, "DRAIN_TIMEOUT")
+                .and_then(|d| humantime::parse_duration(&d).ok()),
             docker_stages,
             docker_env,
         }
@@ -494,6 +501,78 @@ fn problems(compose: &Value, exp: &Expected) -> Vec<String> {
         );
     }
 
+    let container_port = |svc: &str| -> Vec<u16> {
+        service(compose, svc)
+            .map(|s| ports(s).into_iter().filter_map(|(_, c)| c).collect())
+            .unwrap_or_default()
+    };
+    // Operations: every service restarts by itself (the processor exits on purpose after
+    // a long outage), and edge/processor get a stop grace above their drain bound.
+    for name in SERVICES {
+        let Some(s) = service(compose, name) else {
+            continue;
+        };
+        let restart = s.get("restart").and_then(Value::as_str);
+        check(
+            matches!(restart, Some("unless-stopped" | "always" | "on-failure")),
+            format!("compose `{name}` has restart policy {restart:?}; it must restart by itself"),
+        );
+    }
+    for (svc, bound, var) in [
+        ("edge", exp.edge_drain, "SHUTDOWN_TIMEOUT"),
+        ("processor", exp.processor_drain, "DRAIN_TIMEOUT"),
+    ] {
+        let Some(s) = service(compose, svc) else {
+            continue;
+        };
+        // The service's own setting in compose wins over the code's default.
+        let bound = environment(s)
+            .get(var)
+            .and_then(|v| humantime::parse_duration(v).ok())
+            .or(bound);
+        let grace = s
+            .get("stop_grace_period")
+            .and_then(Value::as_str)
+            .and_then(|g| humantime::parse_duration(g).ok());
+        check(
+            bound.is_some() && grace.is_some_and(|g| Some(g) > bound),
+            format!(
+                "compose `{svc}` stop_grace_period {grace:?} must exceed {var} ({bound:?}), else Docker kills the drain"
+            ),
+        );
+    }
+    // The registry keeps schemas in the compose PostgreSQL, not in memory.
+    if let Some(r) = service(compose, "schema-registry") {
+        let env = environment(r);
+        let url = env
+            .get("APICURIO_DATASOURCE_URL")
+            .cloned()
+            .unwrap_or_default();
+        let jdbc = parse_url(url.trim_start_matches("jdbc:"));
+        check(
+            env.get("APICURIO_STORAGE_KIND").map(String::as_str) == Some("sql")
+                && env.get("APICURIO_STORAGE_SQL_KIND").map(String::as_str) == Some("postgresql")
+                && jdbc.host == "postgres"
+                && jdbc
+                    .port
+                    .is_some_and(|p| container_port("postgres").contains(&p))
+                && jdbc.path.len() > 1
+                && env.get("APICURIO_DATASOURCE_USERNAME") == database.user.as_ref()
+                && env.get("APICURIO_DATASOURCE_PASSWORD") == database.password.as_ref(),
+            format!(
+                "compose `schema-registry` must store schemas in the postgres service (APICURIO_STORAGE_KIND=sql, APICURIO_STORAGE_SQL_KIND=postgresql, APICURIO_DATASOURCE_URL=jdbc:postgresql://postgres:<port>/<db>, its user/password); got {env:?}"
+            ),
+        );
+        let deps = r
+            .get("depends_on")
+            .and_then(|d| d.get("postgres"))
+            .is_some();
+        check(
+            deps,
+            "compose `schema-registry` must depend on postgres".into(),
+        );
+    }
+
     // PostgreSQL credentials = the DATABASE_URL default's user/password/database.
     if let Some(pg) = service(compose, "postgres") {
         let env = environment(pg);
@@ -514,11 +593,6 @@ fn problems(compose: &Value, exp: &Expected) -> Vec<String> {
     }
 
     // Connection settings inside the compose network point at real services and ports.
-    let container_port = |svc: &str| -> Vec<u16> {
-        service(compose, svc)
-            .map(|s| ports(s).into_iter().filter_map(|(_, c)| c).collect())
-            .unwrap_or_default()
-    };
     let kafka_advertised: Vec<Url> = service(compose, "kafka")
         .map(environment)
         .and_then(|e| e.get("KAFKA_ADVERTISED_LISTENERS").cloned())
@@ -697,6 +771,30 @@ fn checker_notices_drift() {
     assert!(
         found.iter().any(|p| p.contains("POSTGRES_PASSWORD")),
         "a wrong PostgreSQL password went unnoticed: {found:?}"
+    );
+
+    let found = mutate(&|c| set(c, "processor", "stop_grace_period", "10s".into()));
+    assert!(
+        found.iter().any(|p| p.contains("DRAIN_TIMEOUT")),
+        "a stop grace below the drain bound went unnoticed: {found:?}"
+    );
+    let found = mutate(&|c| set(c, "kafka", "restart", "no".into()));
+    assert!(
+        found.iter().any(|p| p.contains("restart policy")),
+        "a missing restart policy went unnoticed: {found:?}"
+    );
+    let found = mutate(&|c| {
+        let mut env = environment(service(c, "schema-registry").unwrap());
+        env.remove("APICURIO_STORAGE_SQL_KIND");
+        let map = env
+            .into_iter()
+            .map(|(k, v)| (Value::String(k), Value::String(v)))
+            .collect();
+        set(c, "schema-registry", "environment", Value::Mapping(map));
+    });
+    assert!(
+        found.iter().any(|p| p.contains("store schemas")),
+        "an in-memory registry went unnoticed: {found:?}"
     );
 
     let found = mutate(&|c| {

@@ -15,7 +15,6 @@ use schema_registry_converter::async_impl::avro::AvroDecoder;
 use schema_registry_converter::async_impl::schema_registry::{
     SrSettings, get_all_subjects, post_schema,
 };
-use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 
 /// Registry calls bounded so a hung registry turns into an error, not a stall.
@@ -43,11 +42,21 @@ pub enum RegistryError {
 /// Why a Kafka value could not be decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    /// The bytes are not a Confluent-framed Avro datum or do not match their schema:
-    /// retrying cannot help, so the record belongs in the dead-letter topic.
+    /// The bytes are not Confluent-framed, or the datum does not decode against the
+    /// schema the registry serves for its id: retrying cannot help, so the record
+    /// belongs in the dead-letter topic.
     #[error("poison: {0}")]
     Poison(String),
-    /// The registry could not be reached; retry later without skipping the record.
+    /// The registry answered 404 for the record's schema id. The edge registered that
+    /// id before it produced the record, so the registry lost it (restart without
+    /// persistent storage, restore, wrong registry): an outage an operator must fix,
+    /// never a reason to dead-letter good data.
+    #[error(
+        "schema id {0} is unknown to the registry (registry lost its storage, or points at another registry)"
+    )]
+    UnknownSchema(u32),
+    /// The registry could not be reached, answered 5xx/429 or timed out; retry later
+    /// without skipping the record.
     #[error("transient: {0}")]
     Transient(String),
 }
@@ -57,8 +66,14 @@ impl DecodeError {
     pub fn reason(&self) -> &'static str {
         match self {
             DecodeError::Poison(_) => "undecodable",
+            DecodeError::UnknownSchema(_) => "schema_unknown",
             DecodeError::Transient(_) => "registry_unavailable",
         }
+    }
+
+    /// Whether the record must be held and retried (never dead-lettered).
+    pub fn is_outage(&self) -> bool {
+        !matches!(self, DecodeError::Poison(_))
     }
 }
 
@@ -68,6 +83,8 @@ pub struct SchemaRegistry {
     settings: SrSettings,
     url: String,
     decoder: Arc<AvroDecoder>,
+    http: reqwest::Client,
+    outage: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for SchemaRegistry {
@@ -88,6 +105,11 @@ impl SchemaRegistry {
             .map_err(|e| RegistryError::Settings(e.to_string()))?;
         Ok(SchemaRegistry {
             decoder: Arc::new(AvroDecoder::new(settings.clone())),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .map_err(|e| RegistryError::Settings(e.to_string()))?,
+            outage: Arc::default(),
             settings,
             url: url.to_string(),
         })
@@ -148,6 +170,27 @@ impl SchemaRegistry {
             .map_err(|e| RegistryError::Call(e.to_string()))
     }
 
+    /// Whether the registry still serves schema `id` (a pinned id must survive a
+    /// registry restart; readiness probes call this).
+    pub async fn check_id(&self, id: u32) -> Result<(), RegistryError> {
+        match self.fetch_schema(id).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(RegistryError::Call(e.to_string())),
+        }
+    }
+
+    /// The last decode outage (unknown schema id or unreachable registry), cleared by
+    /// the next successful decode; `/ready` reports it.
+    pub fn outage(&self) -> Option<String> {
+        self.outage.lock().ok().and_then(|o| o.clone())
+    }
+
+    fn set_outage(&self, what: Option<String>) {
+        if let Ok(mut o) = self.outage.lock() {
+            *o = what;
+        }
+    }
+
     /// Decodes a Confluent-framed Avro value with the writer's schema, fetched by id and cached.
     pub async fn decode(&self, bytes: &[u8]) -> Result<Value, DecodeError> {
         // Checked here so hostile input never reaches a slice of the 5-byte header.
@@ -158,47 +201,79 @@ impl SchemaRegistry {
                 bytes.first()
             )));
         }
-        match self.decoder.decode(Some(bytes)).await {
+        let result = match self.decoder.decode(Some(bytes)).await {
             Ok(r) => Ok(r.value),
-            Err(e) => self.classify(bytes, e).await,
+            Err(_) => self.classify(bytes).await,
+        };
+        match &result {
+            Ok(_) | Err(DecodeError::Poison(_)) => {
+                if self.outage.lock().is_ok_and(|o| o.is_some()) {
+                    self.set_outage(None);
+                }
+            }
+            Err(e) => self.set_outage(Some(e.to_string())),
         }
+        result
     }
 
-    /// The converter marks every registry answer but 502/503 as final and caches it per
-    /// schema id, so a single 500 would turn every later record of that id into poison.
-    /// Only two answers are final here: the registry says the id does not exist, or it
-    /// serves the schema and the datum still does not decode against it.
-    async fn classify(&self, bytes: &[u8], e: SRCError) -> Result<Value, DecodeError> {
-        if e.retriable {
-            return Err(DecodeError::Transient(e.to_string()));
-        }
+    /// The converter treats 500, 504 and 429 as final and caches them per schema id,
+    /// and a datum error after a good GET can still be a registry failure in disguise.
+    /// So on any converter error the schema is fetched again here and the datum decoded
+    /// against it directly: only a datum that fails against a schema the registry
+    /// actually serves is poison; every registry failure, a 404 included, is an outage.
+    async fn classify(&self, bytes: &[u8]) -> Result<Value, DecodeError> {
         self.decoder.remove_errors_from_cache();
         let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+        let schema = self.fetch_schema(id).await?;
+        let poison = |e: apache_avro::Error| {
+            DecodeError::Poison(format!("datum does not match schema {id}: {e}"))
+        };
+        // Fails only for a schema with unresolvable references: the registry's problem.
+        let reader = apache_avro::reader::datum::GenericDatumReader::builder(&schema)
+            .build()
+            .map_err(|e| DecodeError::Transient(format!("schema {id} does not resolve: {e}")))?;
+        let mut datum = &bytes[5..];
+        reader.read_value(&mut datum).map_err(poison)
+    }
+
+    /// `GET /schemas/ids/{id}`, classified: 404 is [`DecodeError::UnknownSchema`],
+    /// anything else that is not a parsable schema is transient.
+    async fn fetch_schema(&self, id: u32) -> Result<Schema, DecodeError> {
         let url = format!("{}/schemas/ids/{id}", self.url.trim_end_matches('/'));
-        let status = reqwest::Client::new()
+        let response = self
+            .http
             .get(&url)
             .timeout(REGISTRY_TIMEOUT)
             .send()
             .await
-            .map(|r| r.status());
-        match status {
-            Ok(s) if s == reqwest::StatusCode::NOT_FOUND => Err(DecodeError::Poison(format!(
-                "schema id {id} is unknown to the registry"
-            ))),
-            Ok(s) if s.is_success() => match self.decoder.decode(Some(bytes)).await {
-                Ok(r) => Ok(r.value),
-                Err(e) if e.retriable => Err(DecodeError::Transient(e.to_string())),
-                Err(e) => Err(DecodeError::Poison(format!(
-                    "datum does not match schema {id}: {e}"
-                ))),
-            },
-            Ok(s) => Err(DecodeError::Transient(format!(
-                "registry answered {s} for schema {id}: {e}"
-            ))),
-            Err(http) => Err(DecodeError::Transient(format!(
-                "registry unreachable for schema {id}: {http}"
-            ))),
+            .map_err(|e| {
+                DecodeError::Transient(format!("registry unreachable for schema {id}: {e}"))
+            })?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            tracing::error!(
+                message = "Registry does not know a schema id the raw topic uses; holding the records. Restore the registry's storage.",
+                schema_id = id
+            );
+            return Err(DecodeError::UnknownSchema(id));
         }
+        if !status.is_success() {
+            return Err(DecodeError::Transient(format!(
+                "registry answered {status} for schema {id}"
+            )));
+        }
+        #[derive(serde::Deserialize)]
+        struct SchemaById {
+            schema: String,
+        }
+        let body: SchemaById = response.json().await.map_err(|e| {
+            DecodeError::Transient(format!("registry answer for schema {id} unreadable: {e}"))
+        })?;
+        Schema::parse_str(&body.schema).map_err(|e| {
+            // The registry serves something that is not Avro: the registry is broken,
+            // not the record.
+            DecodeError::Transient(format!("registry serves an unparsable schema {id}: {e}"))
+        })
     }
 }
 

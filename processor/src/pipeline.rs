@@ -14,7 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bridge_core::{DecodeError, RawEnvelope, RegisteredCodec, SchemaRegistry};
+use bridge_core::{RawEnvelope, RegisteredCodec, SchemaRegistry};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
@@ -281,13 +281,14 @@ impl Pipeline {
             *next = (*next).max(m.offset() + 1);
         }
 
-        // 1. Decode. Registry outages retry; bad bytes become dead letters.
+        // 1. Decode. Registry outages (an unknown schema id included) retry; only bytes
+        // that fail against a schema the registry serves become dead letters.
         let mut decoded = Vec::with_capacity(batch.len());
         for msg in batch {
             let payload = msg.payload().unwrap_or_default().to_vec();
             let value = retry(&self.metrics, "decode", &mut deadline, || async {
                 match self.registry.decode(&payload).await {
-                    Err(DecodeError::Transient(e)) => Err(Transient(e)),
+                    Err(e) if e.is_outage() => Err(Transient(e.to_string())),
                     other => Ok(other),
                 }
             })

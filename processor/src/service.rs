@@ -90,6 +90,7 @@ pub async fn start(
     let probe = Probe {
         consumer: consumer.clone(),
         registry: registry.clone(),
+        readings_schema_id: readings_codec.id(),
         sink: sink.clone(),
         metrics: metrics.clone(),
         topic: config.raw_topic.clone(),
@@ -246,6 +247,7 @@ async fn fetch_stage(
 struct Probe {
     consumer: Arc<StreamConsumer<LagContext>>,
     registry: SchemaRegistry,
+    readings_schema_id: u32,
     sink: PgSink,
     metrics: Arc<Metrics>,
     topic: String,
@@ -297,8 +299,15 @@ impl Probe {
                 .fetch_metadata(Some(&topic), Timeout::After(Duration::from_secs(2)))
                 .is_ok()
         });
-        let (kafka, registry, db) = tokio::join!(kafka, self.registry.check(), self.sink.ping());
-        let (kafka, registry, db) = (kafka.unwrap_or(false), registry.is_ok(), db.is_ok());
+        // The registry is ready only if it still serves the id readings are published
+        // with and the pipeline is not holding records on a registry outage.
+        let (kafka, registry, db) = tokio::join!(
+            kafka,
+            self.registry.check_id(self.readings_schema_id),
+            self.sink.ping()
+        );
+        let registry = registry.is_ok() && self.registry.outage().is_none();
+        let (kafka, db) = (kafka.unwrap_or(false), db.is_ok());
         let status = if kafka && registry && db {
             StatusCode::OK
         } else {

@@ -1,0 +1,357 @@
+//! Shared parts of the fault-injection tests: a switchable proxy in front of the real
+//! schema registry (injects 5xx, 429, 404 and stalls on the real traffic), Terra load
+//! through the real edge, and the accounting every drill reports (sent, 202, rows,
+//! missing, extra, topic duplicates).
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use bridge_tests::*;
+use warp::Filter;
+
+/// What the registry proxy does with each request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward to the real registry.
+    Pass,
+    /// Answer this status without forwarding.
+    Status(u16),
+    /// Hold the request for 30 s (longer than every client timeout), then 504.
+    Stall,
+}
+
+/// A proxy in front of the real registry whose behaviour a test switches at will.
+#[derive(Clone)]
+pub struct RegistryProxy {
+    /// Base URL to give clients (same path layout as the real registry URL).
+    pub url: String,
+    mode: Arc<AtomicU16>,
+}
+
+const PASS: u16 = 0;
+const STALL: u16 = 1;
+
+impl RegistryProxy {
+    /// Starts a proxy to `registry_url()` on a free port.
+    pub async fn start() -> RegistryProxy {
+        let upstream = registry_url();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr: SocketAddr = listener.local_addr().expect("addr");
+        // Keep the path of the real URL (e.g. /apis/ccompat/v7).
+        let (origin, path) = split_url(&upstream);
+        let mode = Arc::new(AtomicU16::new(PASS));
+        let proxy = RegistryProxy {
+            url: format!("http://{addr}{path}"),
+            mode: mode.clone(),
+        };
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let routes = warp::method()
+            .and(warp::path::full())
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .and(warp::header::optional::<String>("content-type"))
+            .and(warp::body::bytes())
+            .then(
+                move |method: warp::http::Method,
+                      full: warp::path::FullPath,
+                      query: String,
+                      ctype: Option<String>,
+                      body: bytes::Bytes| {
+                    let mode = mode.load(Ordering::SeqCst);
+                    let http = http.clone();
+                    let target = if query.is_empty() {
+                        format!("{origin}{}", full.as_str())
+                    } else {
+                        format!("{origin}{}?{query}", full.as_str())
+                    };
+                    async move {
+                        let reply = |status: u16, body: Vec<u8>| {
+                            warp::http::Response::builder()
+                                .status(status)
+                                .header("content-type", "application/vnd.schemaregistry.v1+json")
+                                .body(body)
+                                .unwrap()
+                        };
+                        match mode {
+                            PASS => {
+                                let mut req = http.request(method, &target).body(body.to_vec());
+                                if let Some(c) = ctype {
+                                    req = req.header("content-type", c);
+                                }
+                                match req.send().await {
+                                    Ok(r) => {
+                                        let status = r.status().as_u16();
+                                        let body = r.bytes().await.unwrap_or_default().to_vec();
+                                        reply(status, body)
+                                    }
+                                    Err(_) => reply(502, b"{}".to_vec()),
+                                }
+                            }
+                            STALL => {
+                                tokio::time::sleep(Duration::from_secs(30)).await;
+                                reply(504, b"{}".to_vec())
+                            }
+                            status => reply(
+                                status,
+                                format!(r#"{{"error_code":{status}00,"message":"injected"}}"#)
+                                    .into_bytes(),
+                            ),
+                        }
+                    }
+                },
+            );
+        tokio::spawn(
+            warp::serve(routes)
+                .incoming(listener)
+                .graceful(std::future::pending::<()>())
+                .run(),
+        );
+        proxy
+    }
+
+    /// Switches the fault from the next request on.
+    pub fn set(&self, fault: Fault) {
+        let v = match fault {
+            Fault::Pass => PASS,
+            Fault::Stall => STALL,
+            Fault::Status(s) => s,
+        };
+        self.mode.store(v, Ordering::SeqCst);
+    }
+}
+
+fn split_url(url: &str) -> (String, String) {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let scheme = url.split_once("://").map_or("http", |(s, _)| s);
+    match rest.find('/') {
+        Some(i) => (
+            format!("{scheme}://{}", &rest[..i]),
+            rest[i..].trim_end_matches('/').to_string(),
+        ),
+        None => (format!("{scheme}://{rest}"), String::new()),
+    }
+}
+
+/// A Terra `daily` body for `reference`: normalizes to [`DAILY_READINGS`] readings.
+pub fn terra_daily(reference: &str, day: &str, steps: u32) -> Vec<u8> {
+    format!(
+        r#"{{"type":"daily","version":"2022-03-16","user":{{"user_id":"tu-{reference}","provider":"GARMIN","reference_id":"{reference}"}},"data":[{{"metadata":{{"start_time":"{day}T00:00:00.000000+00:00","end_time":"{day}T23:59:59.000000+00:00","upload_type":1,"timestamp_localization":0}},"distance_data":{{"steps":{steps},"distance_meters":6310.5}},"calories_data":{{"total_burned_calories":2410.0}},"heart_rate_data":{{"summary":{{"resting_hr_bpm":52,"avg_hrv_rmssd":48.3,"avg_hrv_sdnn":61.7}}}}}}]}}"#
+    )
+    .into_bytes()
+}
+
+/// Readings one [`terra_daily`] body becomes.
+pub const DAILY_READINGS: i64 = 6;
+
+/// Posts a signed Terra webhook; the status, or 0 when the request failed.
+pub async fn post_terra(http: &reqwest::Client, edge: &str, body: &[u8]) -> u16 {
+    http.post(format!("{edge}/webhooks/terra"))
+        .header("content-type", "application/json")
+        .header(
+            "terra-signature",
+            sign::terra(secrets::TERRA, now_secs(), body),
+        )
+        .body(body.to_vec())
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// What a load run sent and what the edge accepted, per user (one webhook per user).
+#[derive(Debug, Default)]
+pub struct Sent {
+    /// Users whose webhook was attempted.
+    pub sent: Vec<String>,
+    /// Users whose webhook got 202.
+    pub accepted: Vec<String>,
+}
+
+/// Sends one webhook per user `<prefix>-<i>` at `rate` per second for `duration`,
+/// through `edge_url()` (re-read per request so a test can restart the edge).
+pub async fn load(
+    prefix: &str,
+    rate: u32,
+    duration: Duration,
+    edge_url: impl Fn() -> String,
+) -> Sent {
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+    let mut tasks = Vec::new();
+    let mut i = 0u32;
+    while started.elapsed() < duration {
+        tick.tick().await;
+        let user = format!("{prefix}-{i}");
+        i += 1;
+        let http = http.clone();
+        let url = edge_url();
+        tasks.push(tokio::spawn(async move {
+            let body = terra_daily(&user, "2025-05-01", 1000);
+            let status = post_terra(&http, &url, &body).await;
+            (user, status)
+        }));
+    }
+    let mut out = Sent::default();
+    for t in tasks {
+        if let Ok((user, status)) = t.await {
+            if status == 202 {
+                out.accepted.push(user.clone());
+            }
+            out.sent.push(user);
+        }
+    }
+    out
+}
+
+/// The figures every drill reports.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Webhooks attempted.
+    pub sent: usize,
+    /// Answered 202.
+    pub accepted: usize,
+    /// Rows in `readings` for the run's users.
+    pub rows: i64,
+    /// Accepted users with fewer rows than expected.
+    pub missing: usize,
+    /// Rows beyond one set per accepted user (rows of never-accepted users included).
+    pub extra: i64,
+    /// Readings-topic records beyond one per (user, metric).
+    pub topic_duplicates: usize,
+    /// Readings-topic (user, metric) pairs absent for accepted users.
+    pub topic_missing: usize,
+    /// Records in the dead-letter topic.
+    pub dead_letters: usize,
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sent={} 202={} rows={} missing={} extra={} topic_missing={} topic_duplicates={} dlq={}",
+            self.sent,
+            self.accepted,
+            self.rows,
+            self.missing,
+            self.extra,
+            self.topic_missing,
+            self.topic_duplicates,
+            self.dead_letters
+        )
+    }
+}
+
+/// Rows per user of `prefix`, from PostgreSQL.
+pub async fn rows_by_user(pool: &sqlx::PgPool, prefix: &str) -> HashMap<String, i64> {
+    let got: Vec<(String, i64)> = sqlx::query_as(
+        "select user_id, count(*) from readings where user_id like $1 || '-%' group by user_id",
+    )
+    .bind(prefix)
+    .fetch_all(pool)
+    .await
+    .expect("count rows");
+    got.into_iter().collect()
+}
+
+/// Waits until every accepted user has its rows (or `timeout`), then tallies table,
+/// readings topic and DLQ. Returns the tally and how long the wait took.
+pub async fn settle(
+    pool: &sqlx::PgPool,
+    prefix: &str,
+    sent: &Sent,
+    topics: &PipelineTopics,
+    timeout: Duration,
+) -> (Tally, Duration) {
+    let started = Instant::now();
+    let accepted: HashSet<&String> = sent.accepted.iter().collect();
+    let mut by_user;
+    loop {
+        by_user = rows_by_user(pool, prefix).await;
+        let complete = accepted
+            .iter()
+            .all(|u| by_user.get(*u).copied().unwrap_or(0) >= DAILY_READINGS);
+        if complete || started.elapsed() > timeout {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let waited = started.elapsed();
+    let rows: i64 = by_user.values().sum();
+    let missing = accepted
+        .iter()
+        .filter(|u| by_user.get(**u).copied().unwrap_or(0) < DAILY_READINGS)
+        .count();
+    let expected = accepted.len() as i64 * DAILY_READINGS;
+    let mut tally = Tally {
+        sent: sent.sent.len(),
+        accepted: sent.accepted.len(),
+        rows,
+        missing,
+        extra: (rows - expected).max(0),
+        ..Tally::default()
+    };
+    // Readings topic: count (user, metric) records.
+    let registry = bridge_core::SchemaRegistry::new(&registry_url()).expect("registry");
+    let c = consumer(&topics.readings);
+    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    for m in drain(&c, Duration::from_secs(5)).await {
+        let Ok(apache_avro::types::Value::Record(fields)) = registry.decode(payload(&m)).await
+        else {
+            continue;
+        };
+        let field = |n: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == n)
+                .and_then(|(_, v)| match v {
+                    apache_avro::types::Value::String(s) => Some(s.clone()),
+                    _ => None,
+                })
+        };
+        if let (Some(u), Some(metric)) = (field("user_id"), field("metric"))
+            && u.starts_with(prefix)
+        {
+            *seen.entry((u, metric)).or_default() += 1;
+        }
+    }
+    tally.topic_duplicates = seen.values().map(|n| n - 1).sum();
+    let users_on_topic: HashMap<&String, usize> =
+        seen.keys().fold(HashMap::new(), |mut m, (u, _)| {
+            *m.entry(u).or_default() += 1;
+            m
+        });
+    tally.topic_missing = accepted
+        .iter()
+        .map(|u| {
+            (DAILY_READINGS as usize).saturating_sub(users_on_topic.get(*u).copied().unwrap_or(0))
+        })
+        .sum();
+    let d = consumer(&topics.dlq);
+    tally.dead_letters = drain(&d, Duration::from_secs(3)).await.len();
+    (tally, waited)
+}
+
+/// Sum over every label set of a Prometheus metric on `base_url`'s `/metrics`.
+pub async fn metric_sum(base_url: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{base_url}/metrics"))
+        .await
+        .expect("metrics endpoint")
+        .text()
+        .await
+        .expect("metrics body");
+    text.lines()
+        .filter(|l| {
+            let n = l.split(['{', ' ']).next().unwrap_or_default();
+            n == name
+        })
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum()
+}
