@@ -308,6 +308,21 @@ async fn webhook_trace_reaches_jaeger_with_processor_spans_and_batch_links() {
         "normalize is not beneath the edge span: {normalize:?}"
     );
 
+    // What scripts/trace (the README's way to look at a trace) prints for it.
+    let out = Command::new(repo_root().join("scripts/trace"))
+        .arg(&trace_id)
+        .env("JAEGER_QUERY_URL", jaeger_query_url())
+        .output()
+        .expect("scripts/trace");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && text.contains(&format!("webhook  ({edge_service}"))
+            && text.contains(&format!("    normalize  ({processor_service}")),
+        "scripts/trace {trace_id}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Batch spans: their own trace, linked (FOLLOWS_FROM in Jaeger's model) to the
     // edge span of every webhook they carried.
     for name in ["batch", "seen_many", "upsert", "publish", "mark_many"] {
