@@ -347,6 +347,47 @@ mod tests {
     }
 
     #[test]
+    fn links_are_distinct_valid_and_capped_and_the_rest_counted() {
+        use opentelemetry_sdk::trace::InMemorySpanExporter;
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        EXPORTING.store(true, Ordering::Relaxed);
+        let distinct: Vec<String> = (1..=200u32)
+            .map(|i| format!("00-{i:032x}-{i:016x}-01"))
+            .collect();
+        let linked = tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("batch");
+            let all = distinct
+                .iter()
+                .map(String::as_str)
+                // Repeats and garbage are not links.
+                .chain(distinct.iter().take(10).map(String::as_str))
+                .chain([
+                    "garbage",
+                    "00-00000000000000000000000000000000-0000000000000001-01",
+                ]);
+            link_all(&span, all)
+        });
+        assert_eq!(linked, MAX_LINKS_PER_SPAN);
+        let spans = exporter.get_finished_spans().expect("spans");
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].links.links.len(), MAX_LINKS_PER_SPAN);
+        let dropped = spans[0]
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == "links.dropped")
+            .map(|kv| kv.value.clone());
+        assert_eq!(
+            dropped,
+            Some(opentelemetry::Value::I64(200 - MAX_LINKS_PER_SPAN as i64))
+        );
+    }
+
+    #[test]
     fn span_context_accepts_valid_and_refuses_invalid_traceparents() {
         let ok = "00-36da7afe5d3f4c2b8a1e9f0c7b6d5a41-1a2b3c4d5e6f7a8b-01";
         let sc = span_context(ok).expect("valid");
