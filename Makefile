@@ -7,6 +7,7 @@
 #   make run          stack-up, release build, run edge + processor in the foreground (Ctrl-C stops both)
 #   make observe      Jaeger (:16686) and Prometheus (:9090) beside the stack; `make run OBSERVE=1`
 #                     starts them too and points both services' traces at Jaeger
+#   make faults       fault-injection drills on a stack of their own (other ports; stopped after)
 #
 # Every variable below can be overridden from the environment or the command line,
 # e.g. `TEST_THREADS=1 make test` or `make test CARGO_TEST_ARGS=plumbing`.
@@ -30,7 +31,7 @@ REDIS_URL ?= redis://127.0.0.1:6379
 export KAFKA_BOOTSTRAP_SERVERS SCHEMA_REGISTRY_URL DATABASE_URL REDIS_URL
 
 .PHONY: help stack-up stack-down stack-status stack-reset build lint fmt-check clippy test run \
-        bench bench-edge bench-processor demo observe observe-down
+        bench bench-edge bench-processor demo observe observe-down faults
 
 help:
 	@echo "targets: stack-up stack-down stack-status stack-reset build lint test run"
@@ -101,3 +102,25 @@ bench-processor: stack-up
 	scripts/bench-processor
 
 bench: bench-edge bench-processor
+
+# ---------------------------------------------------------------- fault drills
+
+# The drills stop and kill Kafka, the registry, PostgreSQL and Redis, so they get a
+# stack of their own on other ports and state dir: never the shared one. Figures are
+# printed as `DRILL <name>: …` lines (RELIABILITY.md) and kept in $(FAULTS_LOG).
+FAULTS_STATE_DIR ?= $(CURDIR)/.state-faults
+FAULTS_LOG ?= $(FAULTS_STATE_DIR)/drills.log
+FAULTS_ENV = BRIDGE_STATE_DIR=$(FAULTS_STATE_DIR) KAFKA_PORT=19092 KAFKA_CONTROLLER_PORT=19093 \
+	REGISTRY_PORT=18081 REGISTRY_MGMT_PORT=19000 PG_PORT=15432 REDIS_PORT=16379 \
+	KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092 SCHEMA_REGISTRY_URL=http://127.0.0.1:18081/apis/ccompat/v7 \
+	DATABASE_URL=postgres://bridge:bridge@127.0.0.1:15432/bridge REDIS_URL=redis://127.0.0.1:16379
+
+faults:
+	$(CARGO) build --workspace --bins
+	$(FAULTS_ENV) $(STACK) up
+	mkdir -p $(FAULTS_STATE_DIR)
+	set -o pipefail; rc=0; \
+	$(FAULTS_ENV) $(CARGO) test -p bridge-tests --test faults -- --include-ignored --test-threads=1 --nocapture \
+		$(FAULTS_ARGS) 2>&1 | tee $(FAULTS_LOG) || rc=$$?; \
+	$(FAULTS_ENV) $(STACK) down; \
+	grep '^DRILL' $(FAULTS_LOG) || true; exit $$rc

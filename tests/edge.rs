@@ -382,13 +382,18 @@ async fn ready_reports_dependencies_and_sigterm_exits_zero() {
     let topic = unique("edge-ready");
     create_topic(&topic, 1).await;
     let mut edge = Edge::start(&topic, &[]).await;
-    let http = reqwest::Client::new();
-    let ready = http
-        .get(format!("{}/ready", edge.url))
-        .send()
+    // Readiness comes from a background check every 5 s; the first runs at start.
+    wait_http_ok(&format!("{}/ready", edge.url), Duration::from_secs(15)).await;
+    let ready: serde_json::Value = reqwest::get(format!("{}/ready", edge.url))
+        .await
+        .unwrap()
+        .json()
         .await
         .unwrap();
-    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        ready,
+        serde_json::json!({"kafka": true, "schema_registry": true})
+    );
     assert_eq!(edge.proc.terminate(Duration::from_secs(15)), Some(0));
 }
 

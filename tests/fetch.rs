@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bridge_tests::*;
+
+mod faultkit;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use warp::Filter;
@@ -63,6 +65,8 @@ struct State {
     calls: Vec<Call>,
     /// Form fields of each token-endpoint request.
     token_calls: Vec<HashMap<String, String>>,
+    /// How long the token endpoints take to answer (a slow vendor).
+    token_delay: Duration,
 }
 
 /// Oura and WHOOP stand-in: `/oura/...` and `/whoop/developer/...` APIs, and token
@@ -117,12 +121,19 @@ impl StandIn {
             .and(warp::path::full())
             .and(warp::header::optional::<String>("authorization"))
             .and(warp::body::bytes())
-            .map(
+            .then(
                 move |method: warp::http::Method,
                       path: warp::path::FullPath,
                       auth: Option<String>,
                       body: bytes::Bytes| {
-                    handler.answer(method.as_str(), path.as_str(), auth, &body)
+                    let handler = handler.clone();
+                    async move {
+                        if path.as_str().ends_with("/token") {
+                            let delay = handler.state.lock().unwrap().token_delay;
+                            tokio::time::sleep(delay).await;
+                        }
+                        handler.answer(method.as_str(), path.as_str(), auth, &body)
+                    }
                 },
             );
         tokio::spawn(
@@ -850,4 +861,88 @@ async fn service_refuses_to_start_without_the_key_when_accounts_exist() {
         .expect("run processor");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not decrypt"));
+}
+
+/// A token endpoint that takes 9 s holds up neither other vendors' records (no pool
+/// connection or lock is held across the call, and the batch does not wait for it) nor
+/// loses the rotated token: the notification is parked, the background refresh stores
+/// the new pair, and the retry uses it. One refresh, not one per retry.
+#[tokio::test]
+async fn slow_token_endpoint_holds_up_nothing_and_loses_no_token() {
+    let _serial = SERIAL.lock().await;
+    let api = StandIn::start().await;
+    api.serve_fixtures();
+    let topics = PipelineTopics::create(1).await;
+    let edge = Edge::start(&topics.raw, &[]).await;
+    let mut env = api.env();
+    // A pool smaller than the work: a refresh holding a connection would starve it.
+    env.push(("DATABASE_MAX_CONNECTIONS", "1".into()));
+    let processor = ProcessorProc::start(&topics, &env).await;
+    let pool = pool().await;
+    {
+        let mut st = api.state.lock().unwrap();
+        st.token_delay = Duration::from_secs(9);
+        st.refresh
+            .insert("slow-r1".into(), ("slow-new".into(), "slow-r2".into()));
+    }
+    let (user, vuid) = (unique("slow-u"), unique("slow-vu"));
+    let _a = link(
+        "oura",
+        &vuid,
+        &user,
+        "slow-old",
+        "slow-r1",
+        Some("2001-01-01T00:00:00Z"),
+    );
+    post_oura(
+        &edge,
+        &oura_event("create", "daily_sleep", OURA_DAILY_SLEEP_ID, &vuid),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Terra webhooks right behind it become rows long before the token endpoint answers.
+    let started = Instant::now();
+    let prefix = unique("slow-terra");
+    let http = reqwest::Client::new();
+    for i in 0..20 {
+        let body = faultkit::terra_daily(&format!("{prefix}-{i}"), "2025-05-01", 1000);
+        assert_eq!(faultkit::post_terra(&http, &edge.url, &body).await, 202);
+    }
+    loop {
+        let n: i64 = faultkit::rows_by_user(&pool, &prefix).await.values().sum();
+        if n == 20 * faultkit::DAILY_READINGS {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "Terra rows waited for the token endpoint: {n} rows after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The Oura notification lands once the slow refresh is stored, with the new token.
+    rows(&pool, &user, 1).await;
+    let calls = api.calls(&format!("/daily_sleep/{OURA_DAILY_SLEEP_ID}"));
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.bearer.as_deref() == Some("slow-new")),
+        "{calls:?}"
+    );
+    assert_eq!(
+        api.state.lock().unwrap().token_calls.len(),
+        1,
+        "one refresh"
+    );
+    let version: i64 = sqlx::query_scalar(
+        "select token_version from linked_accounts where vendor = 'oura' and vendor_user_id = $1",
+    )
+    .bind(&vuid)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(version, 2, "rotated pair stored");
+    drop(processor);
 }

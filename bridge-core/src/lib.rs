@@ -1,12 +1,14 @@
 //! What edge and processor share: the raw envelope, its Avro codec through a
 //! Confluent-compatible schema registry, Kafka trace-context helpers and
-//! telemetry set-up. Nothing else lives here.
+//! telemetry set-up, and the start-up topic checks both services run. Nothing else
+//! lives here.
 
 pub mod config;
 pub mod defaults;
 pub mod envelope;
 pub mod registry;
 pub mod telemetry;
+pub mod topics;
 
 pub use envelope::RawEnvelope;
 pub use registry::{DecodeError, RegisteredCodec, RegistryError, SchemaRegistry};

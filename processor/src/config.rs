@@ -39,6 +39,45 @@ pub enum Command {
     LinkAccount(LinkAccount),
     /// Remove a linked account; its later notifications are parked as `unlinked`.
     UnlinkAccount(UnlinkAccount),
+    /// Re-normalize a range of the raw topic into the table and the readings topic,
+    /// bypassing dedup (after a restore, a fail-over that lost commits, a normalizer
+    /// fix). Idempotent: rows are upserted by their keys.
+    Replay(Replay),
+    /// Re-feed dead letters (optionally only some reasons) to the raw topic once their
+    /// cause is fixed; the running processors then handle them as new records.
+    Redrive(Redrive),
+}
+
+/// `processor replay` arguments. Without `--from-*`, a partition is replayed from its
+/// first offset; without `--to-*`, up to its end when the command starts.
+#[derive(Debug, Clone, Args)]
+pub struct Replay {
+    /// Partitions to replay (repeatable); default every partition of RAW_TOPIC.
+    #[arg(long = "partition")]
+    pub partitions: Vec<i32>,
+    /// First offset to replay, in every selected partition.
+    #[arg(long, conflicts_with = "from_time")]
+    pub from_offset: Option<i64>,
+    /// Replay records appended at or after this time (RFC 3339).
+    #[arg(long)]
+    pub from_time: Option<DateTime<Utc>>,
+    /// Stop before this offset, in every selected partition.
+    #[arg(long, conflicts_with = "to_time")]
+    pub to_offset: Option<i64>,
+    /// Stop at records appended at or after this time (RFC 3339).
+    #[arg(long)]
+    pub to_time: Option<DateTime<Utc>>,
+}
+
+/// `processor redrive` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct Redrive {
+    /// Only dead letters with this `dlq.reason` (repeatable); default every reason.
+    #[arg(long = "reason")]
+    pub reasons: Vec<String>,
+    /// Count what would be redriven without producing anything.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// A vendor whose accounts can be linked.
@@ -329,9 +368,24 @@ pub struct Config {
     #[arg(long, env = "DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
 
-    /// PostgreSQL pool size.
+    /// PostgreSQL pool size. Every statement is short: the batch upsert, parking, the
+    /// retry task's claims, and per fetched notification two account queries (read, and
+    /// when a token expires a lease claim and a store), none held across a vendor call.
+    /// So 4 connections serve `FETCH_CONCURRENCY` 16; raise it with more replicas' worth
+    /// of retry-task concurrency, not with vendor latency.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 4)]
     pub database_max_connections: u32,
+
+    /// Whether start-up creates the raw, readings and DLQ topics when they are missing
+    /// (with `TOPIC_PARTITIONS` partitions, the broker's replication factor and the
+    /// record-size limits the pipeline needs). `false`: a missing topic stops the start.
+    #[arg(long, env = "KAFKA_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub create_topics: bool,
+
+    /// Partitions of topics created at start-up (4: the local stack's `num.partitions`;
+    /// the raw topic's count bounds the useful number of processor replicas).
+    #[arg(long, env = "TOPIC_PARTITIONS", default_value_t = 4)]
+    pub topic_partitions: i32,
 
     /// Oura/WHOOP fetch settings.
     #[command(flatten)]
@@ -382,6 +436,12 @@ impl Config {
                     message: format!("{url:?} is not an http(s) URL"),
                 });
             }
+        }
+        if self.topic_partitions < 1 {
+            return Err(ConfigError {
+                var: "TOPIC_PARTITIONS",
+                message: "must be at least 1".into(),
+            });
         }
         if self.fetch.fetch_concurrency == 0 {
             return Err(ConfigError {

@@ -6,6 +6,11 @@
 //! misses (Redis down, slow, flushed, key expired) is upserted again, harmlessly.
 //! So a Redis error must never drop data: callers treat it as "not seen", count
 //! it, and carry on. Keys are marked only after the batch committed.
+//!
+//! Marks are namespaced by consumer group and [`NORMALIZER_VERSION`]: another group
+//! (a replay, a second deployment) and a new normalizer see old deliveries as new, so
+//! re-processing after a fix or a restore is never skipped as "already done". `processor
+//! replay` bypasses the filter altogether.
 
 use std::time::Duration;
 
@@ -16,6 +21,11 @@ use tracing::instrument;
 
 /// Prefix of every delivery key (`bb` = biometric bridge, `dlv` = delivery).
 pub const KEY_PREFIX: &str = "bb:dlv:";
+
+/// Version of the normalizers' output, part of every dedup mark. Bump it with a
+/// normalizer change whose fix must reach deliveries already processed (then the
+/// redelivered or replayed records are not skipped as duplicates).
+pub const NORMALIZER_VERSION: u32 = 1;
 
 /// How long a delivery is remembered. Vendor retries of one delivery span hours
 /// (Terra retries for about 8 h, Oura for about 1 h), but Health Auto Export re-sends
@@ -51,6 +61,8 @@ pub struct Dedup {
     conn: ConnectionManager,
     ttl_secs: u64,
     call_timeout: Duration,
+    /// `<group>:n<normalizer version>`.
+    namespace: String,
 }
 
 impl std::fmt::Debug for Dedup {
@@ -58,6 +70,7 @@ impl std::fmt::Debug for Dedup {
         f.debug_struct("Dedup")
             .field("ttl_secs", &self.ttl_secs)
             .field("call_timeout", &self.call_timeout)
+            .field("namespace", &self.namespace)
             .finish_non_exhaustive()
     }
 }
@@ -96,6 +109,7 @@ impl Dedup {
             conn,
             ttl_secs: ttl.as_secs().max(1),
             call_timeout: DEFAULT_CALL_TIMEOUT,
+            namespace: format!("default:n{NORMALIZER_VERSION}"),
         })
     }
 
@@ -107,6 +121,20 @@ impl Dedup {
             tokio::time::timeout(self.call_timeout, ping.query_async::<()>(&mut conn)).await,
             Ok(Ok(()))
         )
+    }
+
+    /// Keeps this consumer group's marks apart from every other group's (and from
+    /// other normalizer versions).
+    pub fn with_namespace(mut self, group: &str) -> Self {
+        self.namespace = format!("{group}:n{NORMALIZER_VERSION}");
+        self
+    }
+
+    /// The Redis key a [`delivery_key`](Self::delivery_key) is stored under:
+    /// `bb:dlv:<group>:n<version>:<vendor>:<hash>`.
+    pub fn redis_key(&self, key: &str) -> String {
+        let rest = key.strip_prefix(KEY_PREFIX).unwrap_or(key);
+        format!("{KEY_PREFIX}{}:{rest}", self.namespace)
     }
 
     /// Sets the bound on each [`seen_many`](Self::seen_many) /
@@ -151,9 +179,10 @@ impl Dedup {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
+        let keys: Vec<String> = keys.iter().map(|k| self.redis_key(k)).collect();
         let mut conn = self.conn.clone();
         let values: Vec<redis::Value> = self
-            .bounded(redis::cmd("MGET").arg(keys).query_async(&mut conn))
+            .bounded(redis::cmd("MGET").arg(&keys).query_async(&mut conn))
             .await?;
         Ok(values
             .iter()
@@ -172,7 +201,7 @@ impl Dedup {
         let mut pipe = redis::pipe();
         for key in keys {
             pipe.cmd("SET")
-                .arg(key)
+                .arg(self.redis_key(key))
                 .arg(1)
                 .arg("EX")
                 .arg(self.ttl_secs)
@@ -263,16 +292,40 @@ mod tests {
         assert_eq!(dedup.seen_many(&keys).await.unwrap(), [true, true, false]);
         let mut conn = dedup.conn.clone();
         let ttl: i64 = redis::cmd("TTL")
-            .arg(&keys[0])
+            .arg(dedup.redis_key(&keys[0]))
             .query_async(&mut conn)
             .await
             .unwrap();
         assert!((55..=60).contains(&ttl), "ttl {ttl}");
+        // Another group, or the same group under another namespace, sees nothing.
+        let other = Dedup::connect(&redis_url(), Duration::from_secs(60))
+            .await
+            .unwrap()
+            .with_namespace("another-group");
+        assert_eq!(other.seen_many(&keys).await.unwrap(), [false, false, false]);
+        let raw: Vec<String> = keys.iter().map(|k| dedup.redis_key(k)).collect();
         let _: () = redis::cmd("DEL")
-            .arg(&keys)
+            .arg(&raw)
             .query_async(&mut conn)
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn marks_are_namespaced_by_group_and_normalizer_version() {
+        let a = Dedup::connect_lazy(&redis_url(), DEFAULT_TTL)
+            .unwrap()
+            .with_namespace("group-a");
+        let b = Dedup::connect_lazy(&redis_url(), DEFAULT_TTL)
+            .unwrap()
+            .with_namespace("group-b");
+        let key = Dedup::delivery_key(&envelope(b"{}"));
+        let hash = key.strip_prefix("bb:dlv:").unwrap();
+        assert_eq!(
+            a.redis_key(&key),
+            format!("bb:dlv:group-a:n{NORMALIZER_VERSION}:{hash}")
+        );
+        assert_ne!(a.redis_key(&key), b.redis_key(&key));
     }
 
     #[tokio::test]

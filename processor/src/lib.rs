@@ -9,5 +9,7 @@ pub mod model;
 pub mod normalize;
 pub mod pipeline;
 pub mod publish;
+pub mod replay;
 pub mod service;
 pub mod sink;
+pub mod topics;

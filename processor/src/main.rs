@@ -32,6 +32,37 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::LinkAccount(args) => link_account(&config, args).await,
         Command::UnlinkAccount(args) => unlink_account(&config, args).await,
+        Command::Replay(args) => {
+            let s = processor::replay::replay(&config, &args)
+                .await
+                .context("replay failed")?;
+            println!(
+                "replayed {} record(s) of {} (dedup bypassed)",
+                s.records, config.raw_topic
+            );
+            Ok(())
+        }
+        Command::Redrive(args) => {
+            let s = processor::replay::redrive(&config, &args)
+                .await
+                .context("redrive failed")?;
+            let verb = if args.dry_run {
+                "would redrive"
+            } else {
+                "redrove"
+            };
+            println!(
+                "{verb} {} dead letter(s) from {} to {}; {} skipped",
+                s.records, config.dlq_topic, config.raw_topic, s.skipped
+            );
+            for (p, o) in &s.reduced {
+                println!(
+                    "reduced dead letter (no bytes): replay it with `processor replay --partition {p} --from-offset {o} --to-offset {}`",
+                    o + 1
+                );
+            }
+            Ok(())
+        }
         Command::Run => {
             let shutdown = CancellationToken::new();
             let metrics = Arc::new(processor::metrics::Metrics::new());

@@ -103,7 +103,7 @@ fn vendor_label(vendor: &str) -> &'static str {
 /// Parked-notification reasons as bounded label values (the set in
 /// `fetch::parking::ParkReason`; anything else read back from the table is `other`).
 fn reason_label(reason: &str) -> &'static str {
-    const KNOWN: [&str; 11] = [
+    const KNOWN: [&str; 12] = [
         "unlinked",
         "reauth_required",
         "token_key",
@@ -115,6 +115,7 @@ fn reason_label(reason: &str) -> &'static str {
         "no_score_state",
         "not_found",
         "rejected",
+        "rejected_by_database",
     ];
     KNOWN
         .iter()

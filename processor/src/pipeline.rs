@@ -121,6 +121,9 @@ pub enum BatchError {
     /// still retrying.
     #[error("gave up retrying {0}")]
     Aborted(&'static str),
+    /// A failure no retry can fix (e.g. the DLQ topic refuses our records): stop now.
+    #[error("{0}")]
+    Fatal(String),
 }
 
 struct Decoded {
@@ -162,6 +165,7 @@ impl Pipeline {
                 _ = shutdown.cancelled() => break,
                 batch = self.collect() => batch,
             };
+            let batch = self.assigned_only(batch);
             if batch.is_empty() {
                 continue;
             }
@@ -200,6 +204,11 @@ impl Pipeline {
                     self.store_offsets(&offsets);
                     self.metrics.batch_done(n, started.elapsed().as_secs_f64());
                 }
+                Err(BatchError::Fatal(error)) => {
+                    tracing::error!(message = "Unrecoverable publish failure; exiting. The batch will be redelivered.", %error, records = n);
+                    self.commit_stored();
+                    anyhow::bail!("{error}");
+                }
                 Err(error) if shutdown.is_cancelled() => {
                     tracing::error!(message = "Batch abandoned at shutdown; it will be redelivered.", %error, records = n);
                     break;
@@ -218,6 +227,40 @@ impl Pipeline {
         self.commit_stored();
         tracing::info!(message = "Pipeline stopped.");
         Ok(())
+    }
+
+    /// Processes records outside the consume loop (`processor replay`): the same stages,
+    /// bounded by [`MAX_BATCH_TIME`], no offsets stored.
+    pub async fn process_records(&self, batch: Vec<OwnedMessage>) -> Result<(), BatchError> {
+        self.process(batch, tokio::time::sleep(MAX_BATCH_TIME))
+            .await
+            .map(|_| ())
+    }
+
+    /// Drops records of partitions revoked while the batch was collected: their offsets
+    /// can no longer be stored, and the new owner is already replaying them, so
+    /// processing them here could only write older data after the new owner's.
+    fn assigned_only(&self, batch: Vec<OwnedMessage>) -> Vec<OwnedMessage> {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return batch;
+        };
+        let owned: std::collections::HashSet<i32> = assignment
+            .elements_for_topic(&self.topics.raw)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        let before = batch.len();
+        let kept: Vec<OwnedMessage> = batch
+            .into_iter()
+            .filter(|m| owned.contains(&m.partition()))
+            .collect();
+        if kept.len() < before {
+            tracing::info!(
+                message = "Dropped records of revoked partitions; their new owner processes them.",
+                dropped = before - kept.len()
+            );
+        }
+        kept
     }
 
     /// Commits stored offsets now rather than at the next auto-commit tick.
@@ -501,12 +544,14 @@ impl Pipeline {
                 self.metrics.dead_lettered(l.reason);
             }
             retry(&self.metrics, "dead_letter", &mut deadline, || async {
-                publish::dead_letters(&self.producer, &self.topics.dlq, &letters)
-                    .await
-                    .map(Ok)
-                    .map_err(|e| Transient(e.to_string()))
+                match publish::dead_letters(&self.producer, &self.topics.dlq, &letters).await {
+                    Ok(()) => Ok(Ok(())),
+                    Err(e @ publish::DeadLetterError::Fatal { .. }) => Ok(Err(e)),
+                    Err(e) => Err(Transient(e.to_string())),
+                }
             })
-            .await??;
+            .await?
+            .map_err(|e| BatchError::Fatal(e.to_string()))?;
         }
 
         // 6. Mark deliveries only now that PostgreSQL has them: a crash before this

@@ -10,6 +10,7 @@ use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 
 use crate::model::Reading;
@@ -156,44 +157,199 @@ pub struct DeadLetter {
     pub offset: i64,
 }
 
-/// Publishes dead letters (original bytes and headers plus `dlq.*` headers) and waits for acks.
+/// Why dead letters could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    /// Kafka is unavailable for now (broker down, timeout, queue full): retry.
+    #[error("dead-letter publish failed, will retry: {0}")]
+    Transient(KafkaError),
+    /// The DLQ topic refuses our records for a reason retrying cannot change (it does
+    /// not exist, an ACL, a record even the reduced form does not fit): an operator
+    /// must act, so the process stops with the topic's name instead of retrying.
+    #[error("DLQ topic {topic} refuses dead letters: {error}")]
+    Fatal {
+        /// The DLQ topic.
+        topic: String,
+        /// What Kafka said.
+        error: KafkaError,
+    },
+}
+
+/// Kafka codes that no retry can fix for a topic we publish to.
+fn is_fatal(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+            | RDKafkaErrorCode::InvalidTopic
+            | RDKafkaErrorCode::PolicyViolation
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::UnsupportedForMessageFormat
+    )
+}
+
+fn is_too_large(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge
+    )
+}
+
+/// Original headers kept in the reduced form only up to this total: the reduced form
+/// must fit any sensible DLQ limit.
+const REDUCED_HEADERS_MAX: usize = 16 * 1024;
+
+/// Publishes dead letters (original bytes and headers plus `dlq.*` headers) and waits
+/// for acks. A letter the DLQ refuses as too large is written again in reduced form:
+/// no value bytes, the `dlq.*` headers plus `dlq.reduced=true`, `dlq.value_sha256`
+/// and `dlq.value_bytes` (the raw topic keeps the bytes at `dlq.topic`/`dlq.partition`/
+/// `dlq.offset`), and a small JSON value saying the same.
 pub async fn dead_letters(
     producer: &FutureProducer,
     topic: &str,
     letters: &[DeadLetter],
-) -> Result<(), PublishError> {
-    let records = letters.iter().map(|l| {
-        let partition = l.partition.to_string();
-        let offset = l.offset.to_string();
-        let mut headers = OwnedHeaders::new_with_capacity(l.headers.len() + 5);
+) -> Result<(), DeadLetterError> {
+    let sends = letters
+        .iter()
+        .map(|l| async move { (l, send_letter(producer, topic, l, false).await) });
+    let mut transient = None;
+    for (letter, result) in futures::future::join_all(sends).await {
+        let Err(error) = result else { continue };
+        match error.rdkafka_error_code() {
+            Some(code) if is_too_large(code) => {
+                // The broker judges a whole batch: a small letter batched with a huge
+                // one is refused with it. Alone it may fit; only then reduce.
+                match send_letter(producer, topic, letter, false).await {
+                    Ok(()) => continue,
+                    Err(e) if e.rdkafka_error_code().is_some_and(is_too_large) => {}
+                    Err(e) if e.rdkafka_error_code().is_some_and(is_fatal) => {
+                        return Err(DeadLetterError::Fatal {
+                            topic: topic.to_string(),
+                            error: e,
+                        });
+                    }
+                    Err(e) => {
+                        transient = Some(e);
+                        continue;
+                    }
+                }
+                tracing::warn!(message = "Dead letter too large for the DLQ topic; writing it in reduced form. Its bytes stay on the raw topic.", dlq = topic, raw_topic = %letter.topic, raw_partition = letter.partition, raw_offset = letter.offset, bytes = letter.payload.as_ref().map_or(0, Vec::len));
+                match send_letter(producer, topic, letter, true).await {
+                    Ok(()) => {}
+                    Err(e)
+                        if e.rdkafka_error_code()
+                            .is_some_and(|c| is_fatal(c) || is_too_large(c)) =>
+                    {
+                        return Err(DeadLetterError::Fatal {
+                            topic: topic.to_string(),
+                            error: e,
+                        });
+                    }
+                    Err(e) => transient = Some(e),
+                }
+            }
+            Some(code) if is_fatal(code) => {
+                return Err(DeadLetterError::Fatal {
+                    topic: topic.to_string(),
+                    error,
+                });
+            }
+            _ => transient = Some(error),
+        }
+    }
+    match transient {
+        Some(e) => Err(DeadLetterError::Transient(e)),
+        None => Ok(()),
+    }
+}
+
+/// Hex SHA-256 of a dead letter's value (empty value for none).
+pub fn value_sha256(payload: Option<&[u8]>) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(payload.unwrap_or_default()))
+}
+
+async fn send_letter(
+    producer: &FutureProducer,
+    topic: &str,
+    l: &DeadLetter,
+    reduced: bool,
+) -> Result<(), KafkaError> {
+    let partition = l.partition.to_string();
+    let offset = l.offset.to_string();
+    let value_len = l.payload.as_ref().map_or(0, Vec::len).to_string();
+    let sha = reduced.then(|| value_sha256(l.payload.as_deref()));
+    let keep_headers = !reduced
+        || l.headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+            <= REDUCED_HEADERS_MAX;
+    let mut headers = OwnedHeaders::new_with_capacity(l.headers.len() + 8);
+    if keep_headers {
         for (k, v) in &l.headers {
             headers = headers.insert(Header {
                 key: k.as_str(),
                 value: Some(v.as_slice()),
             });
         }
+    }
+    for (k, v) in [
+        ("dlq.reason", l.reason),
+        ("dlq.detail", truncate(&l.detail, 1024)),
+        ("dlq.topic", l.topic.as_str()),
+        ("dlq.partition", partition.as_str()),
+        ("dlq.offset", offset.as_str()),
+    ] {
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v),
+        });
+    }
+    let reduced_value;
+    if let Some(sha) = &sha {
         for (k, v) in [
-            ("dlq.reason", l.reason),
-            ("dlq.detail", truncate(&l.detail, 1024)),
-            ("dlq.topic", l.topic.as_str()),
-            ("dlq.partition", partition.as_str()),
-            ("dlq.offset", offset.as_str()),
+            ("dlq.reduced", "true"),
+            ("dlq.value_sha256", sha.as_str()),
+            ("dlq.value_bytes", value_len.as_str()),
         ] {
             headers = headers.insert(Header {
                 key: k,
                 value: Some(v),
             });
         }
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
-        if let Some(k) = &l.key {
-            record = record.key(k.as_slice());
-        }
-        if let Some(p) = &l.payload {
-            record = record.payload(p.as_slice());
-        }
-        record
-    });
-    send_all(producer, records).await
+        reduced_value = serde_json::json!({
+            "reduced": true,
+            "reason": l.reason,
+            "raw_topic": l.topic,
+            "raw_partition": l.partition,
+            "raw_offset": l.offset,
+            "value_sha256": sha,
+            "value_bytes": l.payload.as_ref().map_or(0, Vec::len),
+            "headers_dropped": !keep_headers,
+        })
+        .to_string()
+        .into_bytes();
+    } else {
+        reduced_value = Vec::new();
+    }
+    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+    if let Some(k) = &l.key {
+        record = record.key(k.as_slice());
+    }
+    if reduced {
+        record = record.payload(reduced_value.as_slice());
+    } else if let Some(p) = &l.payload {
+        record = record.payload(p.as_slice());
+    }
+    producer
+        .send(record, Timeout::After(Duration::from_secs(30)))
+        .await
+        .map(|_| ())
+        .map_err(|(e, _)| e)
 }
 
 /// At most `max` bytes of `s`, cut on a character boundary: error details can echo

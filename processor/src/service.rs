@@ -41,8 +41,11 @@ pub async fn start(
 
     // Lazy: a Redis that is down at start is retried per call; PostgreSQL keys keep
     // results correct meanwhile, Redis only saves work.
-    let dedup =
-        Some(Dedup::connect_lazy(&config.redis_url, config.dedup_ttl).context("REDIS_URL")?);
+    let dedup = Some(
+        Dedup::connect_lazy(&config.redis_url, config.dedup_ttl)
+            .context("REDIS_URL")?
+            .with_namespace(&config.group_id),
+    );
 
     let registry =
         SchemaRegistry::new(&config.schema_registry_url).context("SCHEMA_REGISTRY_URL")?;
@@ -53,6 +56,13 @@ pub async fn start(
         )
         .await
         .context("registering the readings schema")?;
+
+    // Before subscribing: a missing topic would otherwise greet every start with
+    // librdkafka's UnknownTopicOrPartition ERROR, and an unusable DLQ would only show
+    // when a batch first needs it.
+    crate::topics::check(config)
+        .await
+        .context("checking the raw, readings and DLQ topics")?;
 
     let consumer: StreamConsumer<LagContext> = ClientConfig::new()
         .set("bootstrap.servers", &config.kafka_bootstrap_servers)
@@ -157,7 +167,7 @@ pub async fn start(
 
 /// Builds the Oura/WHOOP fetch stage. Refuses to start when linked accounts exist and
 /// TOKEN_ENCRYPTION_KEY is missing or does not decrypt them.
-async fn fetch_stage(
+pub(crate) async fn fetch_stage(
     config: &Config,
     sink: &PgSink,
     metrics: Arc<Metrics>,

@@ -355,3 +355,165 @@ pub async fn metric_sum(base_url: &str, name: &str) -> f64 {
         .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Creates `topic` with `partitions` and topic-level `configs`.
+pub async fn create_topic_with(topic: &str, partitions: i32, configs: &[(&str, &str)]) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .create()
+        .expect("admin client");
+    let mut t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        t = t.set(k, v);
+    }
+    for r in admin
+        .create_topics(
+            [&t],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create_topics")
+    {
+        r.expect("topic created");
+    }
+}
+
+/// Pipeline topics whose DLQ has topic-level `configs` (e.g. a small `max.message.bytes`).
+pub async fn topics_with_dlq(partitions: i32, dlq_configs: &[(&str, &str)]) -> PipelineTopics {
+    let raw = unique("raw");
+    let t = PipelineTopics {
+        readings: format!("{raw}.readings"),
+        dlq: format!("{raw}.dlq"),
+        group: unique("group"),
+        raw,
+    };
+    create_topic(&t.raw, partitions).await;
+    create_topic(&t.readings, partitions).await;
+    create_topic_with(&t.dlq, 1, dlq_configs).await;
+    t
+}
+
+/// Value of header `name` of a Kafka message, as text.
+pub fn header(m: &rdkafka::message::OwnedMessage, name: &str) -> Option<String> {
+    use rdkafka::message::{Headers, Message};
+    m.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// A PostgreSQL database of the test's own on the stack's server (dropped on drop), so
+/// a test may TRUNCATE or constrain `readings` without touching anyone else's rows.
+pub struct OwnDatabase {
+    /// Its URL.
+    pub url: String,
+    name: String,
+}
+
+impl OwnDatabase {
+    /// Creates an empty database (the processor applies the migrations).
+    pub async fn create() -> OwnDatabase {
+        let name = format!("bbtest_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::PgPool::connect(&database_url())
+            .await
+            .expect("postgres");
+        sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
+            .execute(&admin)
+            .await
+            .expect("create database");
+        let base = database_url();
+        let cut = base.rfind('/').expect("database in URL");
+        OwnDatabase {
+            url: format!("{}/{name}", &base[..cut]),
+            name,
+        }
+    }
+}
+
+impl Drop for OwnDatabase {
+    fn drop(&mut self) {
+        // Best effort, outside the test's runtime.
+        let (url, name) = (database_url(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let admin = sqlx::PgPool::connect(&url).await.ok()?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "drop database if exists {name} with (force)"
+                )))
+                .execute(&admin)
+                .await
+                .ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// Runs `processor <args>` to completion with `env`; (exit code, stdout, stderr).
+pub fn processor_command(args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String, String) {
+    let mut cmd = std::process::Command::new(binary("processor"));
+    cmd.args(args)
+        .env("RUST_LOG", "info")
+        .env("KAFKA_BOOTSTRAP_SERVERS", kafka())
+        .env("SCHEMA_REGISTRY_URL", registry_url())
+        .env("REDIS_URL", redis_url())
+        .env("TOKEN_ENCRYPTION_KEY", TEST_TOKEN_KEY);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("processor runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs `scripts/stack <cmd>` against the stack the environment points at (its
+/// BRIDGE_STATE_DIR and port variables); panics on failure.
+pub fn stack(cmd: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/stack");
+    let status = std::process::Command::new(script)
+        .arg(cmd)
+        .status()
+        .expect("scripts/stack");
+    assert!(status.success(), "scripts/stack {cmd} failed");
+}
+
+/// Drills that stop shared services run only against a stack of their own (`make
+/// faults` starts one on other ports), unless FAULTS_ALLOW_SHARED=1 (CI, where nothing
+/// else runs).
+pub fn assert_own_stack() {
+    let shared = kafka() == bridge_core::defaults::KAFKA_BOOTSTRAP_SERVERS;
+    assert!(
+        !shared || std::env::var("FAULTS_ALLOW_SHARED").as_deref() == Ok("1"),
+        "this drill stops services: run it with `make faults` (its own stack), or set FAULTS_ALLOW_SHARED=1 where nothing else uses the stack"
+    );
+}
+
+/// Prints a drill's figures in the form RELIABILITY.md quotes them.
+pub fn report(drill: &str, tally: &Tally, recovered: Duration) {
+    println!(
+        "DRILL {drill}: {tally} recover={:.1}s",
+        recovered.as_secs_f64()
+    );
+}
+
+/// The assertions every drill shares: nothing accepted is missing, nothing extra,
+/// nothing dead-lettered.
+pub fn assert_exact(drill: &str, tally: &Tally) {
+    assert!(tally.accepted > 0, "{drill}: nothing accepted");
+    assert_eq!(tally.missing, 0, "{drill}: rows missing: {tally}");
+    assert_eq!(tally.extra, 0, "{drill}: extra rows: {tally}");
+    assert_eq!(
+        tally.topic_missing, 0,
+        "{drill}: readings missing on the topic: {tally}"
+    );
+    assert_eq!(tally.dead_letters, 0, "{drill}: dead letters: {tally}");
+}

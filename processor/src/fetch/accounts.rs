@@ -1,13 +1,14 @@
 //! Linked vendor accounts in PostgreSQL (`linked_accounts`), tokens encrypted at rest.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgPool;
 
 use super::crypto::{TokenCipher, aad};
 use super::notification::Vendor;
 
 const GET_ACCOUNT: &str = include_str!("sql/get_account.sql");
-const LOCK_ACCOUNT: &str = include_str!("sql/lock_account.sql");
+const CLAIM_REFRESH: &str = include_str!("sql/claim_refresh.sql");
+const RELEASE_REFRESH: &str = include_str!("sql/release_refresh.sql");
 const LINK_ACCOUNT: &str = include_str!("sql/link_account.sql");
 const UNLINK_ACCOUNT: &str = include_str!("sql/unlink_account.sql");
 const STORE_TOKENS: &str = include_str!("sql/store_tokens.sql");
@@ -70,7 +71,7 @@ pub enum AccountError {
 }
 
 /// What `link-account` stores.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewAccount {
     /// Vendor.
     pub vendor: Vendor,
@@ -88,8 +89,21 @@ pub struct NewAccount {
     pub scopes: Option<String>,
 }
 
+impl std::fmt::Debug for NewAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Tokens stay out of logs.
+        f.debug_struct("NewAccount")
+            .field("vendor", &self.vendor)
+            .field("vendor_user_id", &self.vendor_user_id)
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Refreshed tokens to store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewTokens {
     /// New access token.
     pub access_token: String,
@@ -99,6 +113,16 @@ pub struct NewTokens {
     pub expires_at: Option<DateTime<Utc>>,
     /// Scopes, when the vendor said.
     pub scopes: Option<String>,
+}
+
+impl std::fmt::Debug for NewTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Tokens stay out of logs.
+        f.debug_struct("NewTokens")
+            .field("expires_at", &self.expires_at)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
 }
 
 type Row = (
@@ -223,28 +247,51 @@ impl AccountStore {
         Ok(n > 0)
     }
 
-    /// Opens a transaction holding the account's row lock (`FOR UPDATE`) and returns the
-    /// row as it is under the lock. Commit or drop the transaction to release it.
-    pub async fn lock(
+    /// Takes the account's refresh lease for `lease` under `owner`. No lock or
+    /// connection is held afterwards: the lease is a timestamp on the row.
+    pub async fn claim_refresh(
         &self,
         vendor: Vendor,
         vendor_user_id: &str,
-    ) -> Result<(Transaction<'static, Postgres>, Option<Account>), AccountError> {
-        let mut tx = self.pool.begin().await?;
-        let row: Option<Row> = sqlx::query_as(LOCK_ACCOUNT)
+        owner: uuid::Uuid,
+        lease: std::time::Duration,
+    ) -> Result<Claim, AccountError> {
+        let row: Option<Row> = sqlx::query_as(CLAIM_REFRESH)
             .bind(vendor.as_str())
             .bind(vendor_user_id)
-            .fetch_optional(&mut *tx)
+            .bind(lease.as_secs_f64())
+            .bind(owner)
+            .fetch_optional(&self.pool)
             .await?;
-        let account = row.map(|r| self.decode(r)).transpose()?;
-        Ok((tx, account))
+        if let Some(row) = row {
+            return Ok(Claim::Claimed(self.decode(row)?));
+        }
+        Ok(match self.get(vendor, vendor_user_id).await? {
+            Some(a) => Claim::Busy(a),
+            None => Claim::Gone,
+        })
     }
 
-    /// Stores a refreshed pair for the locked `account` and commits; returns the new
-    /// version, or `None` when the row changed meanwhile (nothing written).
+    /// Gives back a refresh lease taken by `owner` (a no-op when it is not ours).
+    pub async fn release_refresh(
+        &self,
+        vendor: Vendor,
+        vendor_user_id: &str,
+        owner: uuid::Uuid,
+    ) -> Result<(), AccountError> {
+        sqlx::query(RELEASE_REFRESH)
+            .bind(vendor.as_str())
+            .bind(vendor_user_id)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a refreshed pair over `account`'s version (and releases the lease);
+    /// returns the new version, or `None` when the row changed meanwhile (nothing written).
     pub async fn store_tokens(
         &self,
-        mut tx: Transaction<'static, Postgres>,
         account: &Account,
         tokens: &NewTokens,
     ) -> Result<Option<i64>, AccountError> {
@@ -259,27 +306,32 @@ impl AccountStore {
             .bind(tokens.expires_at)
             .bind(&tokens.scopes)
             .bind(account.version)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&self.pool)
             .await?;
-        tx.commit().await?;
         Ok(version)
     }
 
-    /// Marks the locked `account` as needing re-authorisation and commits.
-    pub async fn mark_reauth(
-        &self,
-        mut tx: Transaction<'static, Postgres>,
-        account: &Account,
-    ) -> Result<(), AccountError> {
+    /// Marks `account` (at its version) as needing re-authorisation; releases the lease.
+    pub async fn mark_reauth(&self, account: &Account) -> Result<(), AccountError> {
         sqlx::query(MARK_REAUTH)
             .bind(account.vendor.as_str())
             .bind(&account.vendor_user_id)
             .bind(account.version)
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?;
-        tx.commit().await?;
         Ok(())
     }
+}
+
+/// The outcome of [`AccountStore::claim_refresh`].
+#[derive(Debug)]
+pub enum Claim {
+    /// The lease is ours; the row as it is now.
+    Claimed(Account),
+    /// Another refresher holds the lease; the row as it is now.
+    Busy(Account),
+    /// The account is no longer linked.
+    Gone,
 }
 
 #[cfg(test)]
@@ -378,26 +430,53 @@ mod tests {
             expires_at: Some(Utc::now()),
             scopes: None,
         };
-        let (tx, current) = s.lock(Vendor::Whoop, "7").await.unwrap();
-        let current = current.unwrap();
-        assert_eq!(
-            s.store_tokens(tx, &current, &tokens).await.unwrap(),
-            Some(2)
-        );
-        // A second writer that read version 1 writes nothing.
-        let (tx, _) = s.lock(Vendor::Whoop, "7").await.unwrap();
-        assert_eq!(s.store_tokens(tx, &current, &tokens).await.unwrap(), None);
+        let owner = uuid::Uuid::new_v4();
+        let lease = Duration::from_secs(60);
+        let Claim::Claimed(current) = s
+            .claim_refresh(Vendor::Whoop, "7", owner, lease)
+            .await
+            .unwrap()
+        else {
+            panic!("lease free")
+        };
+        // Leased: a second refresher sees the row but not the lease.
+        assert!(matches!(
+            s.claim_refresh(Vendor::Whoop, "7", uuid::Uuid::new_v4(), lease)
+                .await
+                .unwrap(),
+            Claim::Busy(_)
+        ));
+        assert_eq!(s.store_tokens(&current, &tokens).await.unwrap(), Some(2));
+        // Storing released the lease; a writer that read version 1 writes nothing.
+        assert!(matches!(
+            s.claim_refresh(Vendor::Whoop, "7", owner, lease)
+                .await
+                .unwrap(),
+            Claim::Claimed(_)
+        ));
+        assert_eq!(s.store_tokens(&current, &tokens).await.unwrap(), None);
+        s.release_refresh(Vendor::Whoop, "7", owner).await.unwrap();
         let a = s.get(Vendor::Whoop, "7").await.unwrap().unwrap();
         assert_eq!(
             (a.access_token.as_str(), a.refresh_token.as_str(), a.version),
             ("access-2", "refresh-2", 2)
         );
-        let (tx, current) = s.lock(Vendor::Whoop, "7").await.unwrap();
-        s.mark_reauth(tx, &current.unwrap()).await.unwrap();
+        s.mark_reauth(&a).await.unwrap();
         assert_eq!(
             s.get(Vendor::Whoop, "7").await.unwrap().unwrap().status,
             STATUS_REAUTH
         );
+        assert!(matches!(
+            s.claim_refresh(Vendor::Whoop, "9", owner, lease)
+                .await
+                .unwrap(),
+            Claim::Gone
+        ));
+        // Secrets never in Debug.
+        let shown = format!("{tokens:?} {:?} {a:?}", account("8"));
+        for secret in ["access-1", "refresh-1", "access-2", "refresh-2"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
         // Without the key, or with another key, tokens are unreadable.
         let other = AccountStore::new(
             pool.clone(),

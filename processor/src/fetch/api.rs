@@ -58,6 +58,29 @@ pub fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     )
 }
 
+/// Largest vendor document read (Oura and WHOOP documents are a few KiB; a day of
+/// Oura sleep with its 5-minute series stays under 100 KiB): a hostile or broken
+/// endpoint cannot make us buffer without bound.
+pub const MAX_DOCUMENT_BYTES: usize = 4 * 1024 * 1024;
+
+/// Largest token-endpoint answer read (an OAuth token response is well under 4 KiB).
+pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Reads at most `max` bytes of a body; `Err` names the cap when the body is longer.
+pub async fn capped_body(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(format!("body larger than {max} bytes"));
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if out.len() + chunk.len() > max {
+            return Err(format!("body larger than {max} bytes"));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
 /// `GET url` with a bearer token.
 #[tracing::instrument(skip(http, token), fields(status))]
 pub async fn get(http: &reqwest::Client, url: &str, token: &str, timeout: Duration) -> GetResult {
@@ -75,12 +98,14 @@ pub async fn get(http: &reqwest::Client, url: &str, token: &str, timeout: Durati
     let status = response.status();
     tracing::Span::current().record("status", status.as_u16());
     match status.as_u16() {
-        200 => match response.bytes().await {
+        200 => match capped_body(response, MAX_DOCUMENT_BYTES).await {
             Ok(body) => match serde_json::from_slice(&body) {
                 Ok(v) => GetResult::Ok(v),
                 Err(e) => GetResult::BadBody(e.to_string()),
             },
-            Err(e) => GetResult::Unavailable(e.to_string()),
+            // An oversized document is not worth waiting out; a short read is an outage.
+            Err(e) if e.starts_with("body larger") => GetResult::BadBody(e),
+            Err(e) => GetResult::Unavailable(e),
         },
         401 => GetResult::Unauthorized,
         404 => GetResult::NotFound,
@@ -120,7 +145,7 @@ impl std::fmt::Debug for OAuthClient {
 }
 
 /// What the token endpoint answered.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Clone, serde::Deserialize)]
 pub struct TokenResponse {
     /// New access token.
     pub access_token: String,
@@ -130,6 +155,17 @@ pub struct TokenResponse {
     pub expires_in: Option<u64>,
     /// Granted scopes.
     pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Tokens stay out of logs.
+        f.debug_struct("TokenResponse")
+            .field("rotated", &self.refresh_token.is_some())
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a refresh failed.
@@ -184,10 +220,13 @@ impl OAuthClient {
             .map_err(|e| RefreshError::Unavailable(e.to_string()))?;
         let status = response.status().as_u16();
         match status {
-            200 => response
-                .json::<TokenResponse>()
-                .await
-                .map_err(|e| RefreshError::Unavailable(format!("token response: {e}"))),
+            200 => {
+                let body = capped_body(response, MAX_TOKEN_RESPONSE_BYTES)
+                    .await
+                    .map_err(|e| RefreshError::Unavailable(format!("token response: {e}")))?;
+                serde_json::from_slice::<TokenResponse>(&body)
+                    .map_err(|e| RefreshError::Unavailable(format!("token response: {e}")))
+            }
             // invalid_grant and friends (RFC 6749 §5.2).
             400 | 401 | 403 => Err(RefreshError::Revoked(status)),
             s => Err(RefreshError::Unavailable(format!("HTTP {s}"))),

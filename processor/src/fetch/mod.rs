@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::model::{Normalized, Tombstone};
 use crate::normalize::whoop::{self, ScoreState, WhoopDocKind};
 use crate::normalize::{NormalizeError, oura};
-use accounts::{Account, AccountError, AccountStore, NewTokens, STATUS_ACTIVE};
+use accounts::{Account, AccountError, AccountStore, Claim, NewTokens, STATUS_ACTIVE};
 use api::{GetResult, OAuthClient, RefreshError};
 use notification::{Action, Vendor, WhoopId};
 use parking::{Backoff, Park, ParkReason, ParkStore};
@@ -109,9 +109,10 @@ pub struct Fetcher {
     whoop: Endpoints,
     limits: RateLimits,
     settings: Settings,
-    /// One refresh at a time per account within this process (the row lock covers
-    /// other replicas).
+    /// One refresh at a time per account within this process (the refresh lease
+    /// covers other replicas).
     refresh_locks: std::sync::Mutex<HashMap<(Vendor, String), RefreshLock>>,
+    refresher: Arc<Refresher>,
     metrics: Arc<Metrics>,
 }
 
@@ -149,6 +150,14 @@ impl Fetcher {
         settings: Settings,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let refresher = Arc::new(Refresher {
+            accounts: accounts.clone(),
+            http: http.clone(),
+            oura: oura.clone(),
+            whoop: whoop.clone(),
+            metrics: metrics.clone(),
+            owner: uuid::Uuid::new_v4(),
+        });
         Fetcher {
             accounts,
             http,
@@ -157,6 +166,7 @@ impl Fetcher {
             limits,
             settings,
             refresh_locks: std::sync::Mutex::new(HashMap::new()),
+            refresher,
             metrics,
         }
     }
@@ -450,51 +460,149 @@ impl Fetcher {
 
     fn refresh_lock(&self, vendor: Vendor, vuid: &str) -> RefreshLock {
         let mut locks = self.refresh_locks.lock().unwrap_or_else(|e| e.into_inner());
+        // Entries nobody holds or waits for are dropped, so the map tracks the accounts
+        // being refreshed now, not every account ever refreshed.
+        if locks.len() >= REFRESH_LOCKS_PRUNE_AT {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
         locks.entry((vendor, vuid.to_owned())).or_default().clone()
     }
 
-    /// Refreshes the session's token: one refresher per account in this process (tokio
-    /// mutex) and across replicas (row lock); a refresher that finds the row already
-    /// changed uses the stored pair.
+    /// Refreshes the session's token off the hot path: the vendor call and the storing
+    /// of its answer run in a task of their own, so a caller that gives up (batch
+    /// deadline, shutdown, [`REFRESH_HOT_WAIT`]) never loses a rotated refresh token.
+    /// The caller waits at most [`REFRESH_HOT_WAIT`], then parks the notification; its
+    /// retry finds the stored pair.
     async fn refresh(&self, s: &mut Session) -> Result<(), Stop> {
         let vendor = s.account.vendor;
         let vuid = s.account.vendor_user_id.clone();
-        let lock = self.refresh_lock(vendor, &vuid);
-        let _guard = lock.lock().await;
         s.refreshed = true;
-        let (tx, current) = match self.accounts.lock(vendor, &vuid).await {
-            Ok(r) => r,
-            Err(e @ (AccountError::NoKey | AccountError::Decrypt(_))) => {
-                return Err(Stop::Park(ParkReason::TokenKey, None, e.to_string()));
-            }
-            Err(e) => return Err(Stop::Db(e)),
-        };
-        let Some(current) = current else {
-            return Err(Stop::Park(
-                ParkReason::Unlinked,
-                None,
-                "account unlinked during fetch".into(),
-            ));
-        };
-        if current.version != s.account.version {
-            self.metrics.token_refresh(vendor.as_str(), "reused");
-            s.account = current;
-            return if s.account.status == STATUS_ACTIVE {
+        let lock = self.refresh_lock(vendor, &vuid);
+        let refresher = self.refresher.clone();
+        let seen = s.account.version;
+        let job = tokio::spawn(async move {
+            // One refresher per account in this process; the lease covers other replicas.
+            let _guard = lock.lock_owned().await;
+            refresher.refresh(vendor, vuid, seen).await
+        });
+        match tokio::time::timeout(REFRESH_HOT_WAIT, job).await {
+            Ok(Ok(Ok(account))) => {
+                s.account = account;
                 Ok(())
-            } else {
-                Err(Stop::Park(
-                    ParkReason::ReauthRequired,
-                    None,
-                    "account needs re-authorisation".into(),
-                ))
-            };
+            }
+            Ok(Ok(Err(stop))) => Err(stop),
+            Ok(Err(join)) => Err(Stop::Park(
+                ParkReason::RefreshFailed,
+                None,
+                format!("token refresh task failed: {join}"),
+            )),
+            Err(_) => Err(Stop::Park(
+                ParkReason::RefreshFailed,
+                Some(REFRESH_PARK_RETRY),
+                "token refresh still running; retried once its answer is stored".into(),
+            )),
         }
-        if current.status != STATUS_ACTIVE {
-            return Err(Stop::Park(
+    }
+}
+
+/// Longest a notification waits for a token refresh before it is parked (the refresh
+/// goes on in the background). A token endpoint answers in ~100 ms; a slow one must
+/// not hold up the batch, and with it every other vendor's records.
+const REFRESH_HOT_WAIT: Duration = Duration::from_millis(300);
+
+/// When a notification parked behind a running refresh is retried.
+const REFRESH_PARK_RETRY: Duration = Duration::from_secs(1);
+
+/// Longest the background refresh waits for the token endpoint: long, because an
+/// answer given up on may carry a rotated refresh token that is then lost for good.
+const REFRESH_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The refresh lease outlives the call so a crashed refresher's lease frees itself.
+const REFRESH_LEASE: Duration = Duration::from_secs(90);
+
+/// How long storing an answered refresh is retried through a PostgreSQL outage.
+const STORE_RETRY_FOR: Duration = Duration::from_secs(300);
+
+/// The per-account lock map is pruned of idle entries once it holds this many.
+const REFRESH_LOCKS_PRUNE_AT: usize = 256;
+
+/// What a background refresh needs, shared with its task.
+struct Refresher {
+    accounts: AccountStore,
+    http: reqwest::Client,
+    oura: Endpoints,
+    whoop: Endpoints,
+    metrics: Arc<Metrics>,
+    /// Lease owner id of this process.
+    owner: uuid::Uuid,
+}
+
+impl Refresher {
+    fn endpoints(&self, vendor: Vendor) -> &Endpoints {
+        match vendor {
+            Vendor::Oura => &self.oura,
+            Vendor::Whoop => &self.whoop,
+        }
+    }
+
+    fn reuse(&self, vendor: Vendor, current: Account) -> Result<Account, Stop> {
+        self.metrics.token_refresh(vendor.as_str(), "reused");
+        if current.status == STATUS_ACTIVE {
+            Ok(current)
+        } else {
+            Err(Stop::Park(
                 ParkReason::ReauthRequired,
                 None,
                 "account needs re-authorisation".into(),
-            ));
+            ))
+        }
+    }
+
+    /// Takes the lease (waiting for another refresher's answer if it holds it), calls
+    /// the token endpoint with no connection held, stores the answer, releases.
+    async fn refresh(&self, vendor: Vendor, vuid: String, seen: i64) -> Result<Account, Stop> {
+        let key_error = |e: AccountError| match e {
+            e @ (AccountError::NoKey | AccountError::Decrypt(_)) => {
+                Stop::Park(ParkReason::TokenKey, None, e.to_string())
+            }
+            e => Stop::Db(e),
+        };
+        let waited_since = Instant::now();
+        let current = loop {
+            match self
+                .accounts
+                .claim_refresh(vendor, &vuid, self.owner, REFRESH_LEASE)
+                .await
+                .map_err(key_error)?
+            {
+                Claim::Gone => {
+                    return Err(Stop::Park(
+                        ParkReason::Unlinked,
+                        None,
+                        "account unlinked during fetch".into(),
+                    ));
+                }
+                Claim::Claimed(current) => break current,
+                // Someone stored a newer pair: use it.
+                Claim::Busy(current) if current.version != seen => {
+                    return self.reuse(vendor, current);
+                }
+                Claim::Busy(_) if waited_since.elapsed() > REFRESH_LEASE => {
+                    return Err(Stop::Park(
+                        ParkReason::RefreshFailed,
+                        None,
+                        "another processor's token refresh did not finish".into(),
+                    ));
+                }
+                Claim::Busy(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        };
+        if current.version != seen || current.status != STATUS_ACTIVE {
+            let _ = self
+                .accounts
+                .release_refresh(vendor, &vuid, self.owner)
+                .await;
+            return self.reuse(vendor, current);
         }
         let ep = self.endpoints(vendor);
         let answer = ep
@@ -502,7 +610,7 @@ impl Fetcher {
             .refresh(
                 &self.http,
                 &current.refresh_token,
-                self.settings.request_timeout,
+                REFRESH_CALL_TIMEOUT,
                 ep.client_id_var,
                 ep.client_secret_var,
             )
@@ -521,39 +629,13 @@ impl Fetcher {
                     access_token: t.access_token,
                     scopes: t.scope,
                 };
-                match self.accounts.store_tokens(tx, &current, &tokens).await {
-                    Ok(Some(version)) => {
-                        self.metrics.token_refresh(vendor.as_str(), "ok");
-                        tracing::info!(message = "Access token refreshed.", %vendor);
-                        s.account = Account {
-                            access_token: tokens.access_token,
-                            refresh_token: tokens.refresh_token,
-                            expires_at: tokens.expires_at,
-                            status: STATUS_ACTIVE.into(),
-                            version,
-                            ..current
-                        };
-                        Ok(())
-                    }
-                    // Cannot happen under the row lock; park rather than guess.
-                    Ok(None) => Err(Stop::Park(
-                        ParkReason::RefreshFailed,
-                        None,
-                        "account changed during refresh".into(),
-                    )),
-                    Err(e) => {
-                        // The vendor may have rotated the refresh token already; this
-                        // is the one window where re-authorisation can become necessary.
-                        tracing::error!(message = "Refreshed tokens could not be stored.", error = %e, %vendor);
-                        Err(Stop::Db(e))
-                    }
-                }
+                self.store(vendor, current, tokens).await
             }
             Err(RefreshError::Revoked(status)) => {
                 self.metrics.token_refresh(vendor.as_str(), "revoked");
                 tracing::warn!(message = "Refresh token refused; account needs re-authorisation.", %vendor, status);
                 self.accounts
-                    .mark_reauth(tx, &current)
+                    .mark_reauth(&current)
                     .await
                     .map_err(Stop::Db)?;
                 Err(Stop::Park(
@@ -562,16 +644,69 @@ impl Fetcher {
                     format!("token endpoint answered HTTP {status}"),
                 ))
             }
-            Err(e @ RefreshError::NotConfigured(_)) => {
-                self.metrics
-                    .token_refresh(vendor.as_str(), "not_configured");
-                tracing::error!(message = "Cannot refresh tokens.", error = %e, %vendor);
+            Err(e) => {
+                let _ = self
+                    .accounts
+                    .release_refresh(vendor, &vuid, self.owner)
+                    .await;
+                if matches!(e, RefreshError::NotConfigured(_)) {
+                    self.metrics
+                        .token_refresh(vendor.as_str(), "not_configured");
+                    tracing::error!(message = "Cannot refresh tokens.", error = %e, %vendor);
+                } else {
+                    self.metrics.token_refresh(vendor.as_str(), "error");
+                    tracing::warn!(message = "Token refresh failed; parking.", error = %e, %vendor);
+                }
                 Err(Stop::Park(ParkReason::RefreshFailed, None, e.to_string()))
             }
-            Err(e @ RefreshError::Unavailable(_)) => {
-                self.metrics.token_refresh(vendor.as_str(), "error");
-                tracing::warn!(message = "Token refresh failed; parking.", error = %e, %vendor);
-                Err(Stop::Park(ParkReason::RefreshFailed, None, e.to_string()))
+        }
+    }
+
+    /// Stores an answered refresh, retrying PostgreSQL outages: the vendor may have
+    /// rotated the refresh token, and this pair is then the only valid one.
+    async fn store(
+        &self,
+        vendor: Vendor,
+        current: Account,
+        tokens: NewTokens,
+    ) -> Result<Account, Stop> {
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.accounts.store_tokens(&current, &tokens).await {
+                Ok(Some(version)) => {
+                    self.metrics.token_refresh(vendor.as_str(), "ok");
+                    tracing::info!(message = "Access token refreshed.", %vendor);
+                    return Ok(Account {
+                        access_token: tokens.access_token,
+                        refresh_token: tokens.refresh_token,
+                        expires_at: tokens.expires_at,
+                        status: STATUS_ACTIVE.into(),
+                        version,
+                        ..current
+                    });
+                }
+                // Re-linked meanwhile: the operator's pair wins.
+                Ok(None) => {
+                    return match self.accounts.get(vendor, &current.vendor_user_id).await {
+                        Ok(Some(a)) => self.reuse(vendor, a),
+                        Ok(None) => Err(Stop::Park(
+                            ParkReason::Unlinked,
+                            None,
+                            "account unlinked during refresh".into(),
+                        )),
+                        Err(e) => Err(Stop::Db(e)),
+                    };
+                }
+                Err(e) if started.elapsed() < STORE_RETRY_FOR => {
+                    tracing::error!(message = "Refreshed tokens not stored yet; retrying (the vendor may have rotated the refresh token).", error = %e, %vendor);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    tracing::error!(message = "Refreshed tokens could not be stored; the account may need re-linking.", error = %e, %vendor);
+                    return Err(Stop::Db(e));
+                }
             }
         }
     }

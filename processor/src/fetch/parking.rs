@@ -39,6 +39,9 @@ pub enum ParkReason {
     /// The vendor refused the request (403, 400…) or the document could not be
     /// normalized: closed.
     Rejected,
+    /// PostgreSQL refused the notification's readings for their content (SQLSTATE
+    /// class 22/23): retrying the same rows cannot succeed, so it is closed.
+    RejectedByDatabase,
 }
 
 impl ParkReason {
@@ -56,6 +59,7 @@ impl ParkReason {
             ParkReason::NoScoreState => "no_score_state",
             ParkReason::NotFound => "not_found",
             ParkReason::Rejected => "rejected",
+            ParkReason::RejectedByDatabase => "rejected_by_database",
         }
     }
 
@@ -67,6 +71,7 @@ impl ParkReason {
                 | ParkReason::NoScoreState
                 | ParkReason::NotFound
                 | ParkReason::Rejected
+                | ParkReason::RejectedByDatabase
         )
     }
 }

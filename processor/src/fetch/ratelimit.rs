@@ -87,6 +87,30 @@ struct State {
     vendors: HashMap<Vendor, Bucket>,
     accounts: HashMap<(Vendor, String), Bucket>,
     blocked: HashMap<(Vendor, String), Instant>,
+    /// Last time idle entries were dropped.
+    pruned: Option<Instant>,
+}
+
+/// How often idle account buckets and expired blocks are dropped. A bucket that has
+/// refilled completely is the same as a new one, so dropping it changes no decision.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+impl State {
+    fn prune(&mut self, now: Instant, quotas: impl Fn(Vendor) -> VendorQuotas) {
+        if self
+            .pruned
+            .is_some_and(|t| now.saturating_duration_since(t) < PRUNE_EVERY)
+        {
+            return;
+        }
+        self.pruned = Some(now);
+        self.accounts.retain(|(vendor, _), b| {
+            let q = quotas(*vendor).account;
+            b.refill(q, now);
+            b.tokens < f64::from(q.requests)
+        });
+        self.blocked.retain(|_, until| *until > now);
+    }
 }
 
 /// The limits of every fetched vendor.
@@ -127,6 +151,7 @@ impl RateLimits {
         // A poisoned lock only means another thread panicked mid-update; the numbers
         // are still usable.
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.prune(now, |v| self.quotas(v));
         let key = (vendor, account.to_owned());
         let blocked = st
             .blocked
@@ -155,6 +180,12 @@ impl RateLimits {
             st.blocked.remove(&key);
         }
         Ok(wait)
+    }
+
+    /// Accounts with a bucket or a block in memory (for tests and sizing).
+    pub fn tracked(&self) -> usize {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.accounts.len() + st.blocked.len()
     }
 
     /// The vendor answered 429 with `Retry-After`: no request for this account before
@@ -231,6 +262,28 @@ mod tests {
         assert!(l.reserve(Vendor::Oura, "a", t0, max).is_ok());
         assert!(l.reserve(Vendor::Oura, "b", t0, max).is_ok());
         assert!(l.reserve(Vendor::Oura, "c", t0, max).is_err());
+    }
+
+    #[test]
+    fn idle_accounts_are_forgotten() {
+        let l = limits("1000/1s", "10/1s");
+        let t0 = Instant::now();
+        let max = Duration::from_secs(1);
+        for i in 0..500 {
+            assert!(l.reserve(Vendor::Oura, &format!("u{i}"), t0, max).is_ok());
+        }
+        l.block(Vendor::Oura, "blocked", t0, Duration::from_secs(5));
+        assert_eq!(l.tracked(), 501);
+        // A minute on, every bucket has refilled and the block expired: only the
+        // account asking now remains.
+        let later = t0 + PRUNE_EVERY + Duration::from_secs(1);
+        assert!(l.reserve(Vendor::Oura, "new", later, max).is_ok());
+        assert_eq!(l.tracked(), 1);
+        // A bucket still in debt is kept: forgetting it would hand out a fresh burst.
+        let l = limits("1000/1s", "1/1h");
+        assert!(l.reserve(Vendor::Oura, "slow", t0, max).is_ok());
+        assert!(l.reserve(Vendor::Oura, "other", later, max).is_ok());
+        assert_eq!(l.tracked(), 2);
     }
 
     #[test]

@@ -105,9 +105,25 @@ async fn retry_one(fetch: &Fetch, out: &Outputs, metrics: &Metrics, c: Claimed) 
             let tombstones = normalized.tombstones.len() as u64;
             let mut batch = Batch::default();
             batch.push(&c.event_id, c.received_at, normalized);
-            if let Err(error) = out.sink.write(&batch).await {
-                tracing::warn!(message = "Writing a parked notification's readings failed; will retry.", %error);
-                return;
+            match out.sink.write(&batch).await {
+                Ok(_) => {}
+                // The same rows will be refused every time: close with the reason
+                // instead of retrying forever.
+                Err(error) if error.is_bad_data() => {
+                    tracing::warn!(message = "PostgreSQL refused a parked notification's readings; closing it.", %error, vendor = %c.vendor);
+                    let park = Park {
+                        vendor_user_id: String::new(),
+                        reason: ParkReason::RejectedByDatabase,
+                        retry_after: None,
+                        detail: error.to_string(),
+                    };
+                    reschedule(fetch, metrics, &c, &park).await;
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(message = "Writing a parked notification's readings failed; will retry.", %error);
+                    return;
+                }
             }
             if !readings.is_empty() {
                 let prov = Provenance {
