@@ -17,6 +17,7 @@ use bridge_tests::{
     Edge, PipelineTopics, Proc, ProcessorProc, database_url, free_port, now_secs, secrets, sign,
     unique, wait_http_ok,
 };
+use rdkafka::message::{Headers, Message};
 use serde_json::Value;
 use sqlx::PgPool;
 
@@ -527,7 +528,15 @@ async fn prometheus_scrapes_both_services_and_ops_files_hold() {
 
     // Samples for the labelled families: one accepted webhook, one refused.
     let user = unique("prom-user");
-    assert_eq!(post_terra(&edge, &terra_daily(&user), None).await, 202);
+    // With a traceparent: its trace must reach every reading record (spans are not
+    // exported in this test; the context travels anyway).
+    let trace_id = random_hex(16);
+    let traceparent = format!("00-{trace_id}-{}-01", random_hex(8));
+    let readings = bridge_tests::consumer(&topics.readings);
+    assert_eq!(
+        post_terra(&edge, &terra_daily(&user), Some(&traceparent)).await,
+        202
+    );
     let refused = reqwest::Client::new()
         .post(format!("{}/webhooks/terra", edge.url))
         .header("terra-signature", "t=1,v1=00")
@@ -537,7 +546,19 @@ async fn prometheus_scrapes_both_services_and_ops_files_hold() {
         .expect("edge answers");
     assert_eq!(refused.status().as_u16(), 401);
     let pool = PgPool::connect(&database_url()).await.expect("postgres");
-    wait_rows(&pool, &user, Duration::from_secs(60)).await;
+    let rows = wait_rows(&pool, &user, Duration::from_secs(60)).await;
+    let records = bridge_tests::read_n(&readings, rows as usize, Duration::from_secs(60)).await;
+    for r in &records {
+        let tp = r
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == "traceparent"))
+            .and_then(|h| std::str::from_utf8(h.value?).ok())
+            .unwrap_or_default();
+        assert!(
+            tp.starts_with(&format!("00-{trace_id}-")),
+            "reading record without the webhook's trace: {tp:?}"
+        );
+    }
 
     // Both expositions: classic by default, OpenMetrics when asked, each labelled as such.
     let mut exposed = BTreeMap::new();
