@@ -172,6 +172,7 @@ pub struct Metrics {
     dependency_up: Family<DependencyLabels, Gauge>,
     parked_oldest: Family<OpenReasonLabels, Gauge<f64, AtomicU64>>,
     start_time: Gauge<f64, AtomicU64>,
+    implausible: Family<ReadingLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -212,6 +213,7 @@ impl Metrics {
             dependency_up: Family::default(),
             parked_oldest: Family::default(),
             start_time: Gauge::default(),
+            implausible: Family::default(),
             registry: Registry::default(),
         };
         m.start_time
@@ -324,6 +326,11 @@ impl Metrics {
             "Start time of the process since the Unix epoch, in seconds",
             m.start_time.clone(),
         );
+        registry.register(
+            "processor_implausible",
+            "Values outside their metric's plausible range, not stored, by vendor and metric",
+            m.implausible.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -378,6 +385,16 @@ impl Metrics {
                 metric,
             })
             .inc_by(n);
+    }
+
+    /// A value of `vendor`/`metric` was outside its plausible range and not stored.
+    pub fn implausible(&self, vendor: &str, metric: &'static str) {
+        self.implausible
+            .get_or_create(&ReadingLabels {
+                vendor: vendor.to_string(),
+                metric,
+            })
+            .inc();
     }
 
     /// A batch of `records` raw records finished after `seconds`.
