@@ -17,6 +17,7 @@ use bridge_tests::{
     Edge, PipelineTopics, Proc, ProcessorProc, database_url, free_port, now_secs, secrets, sign,
     unique, wait_http_ok,
 };
+use rdkafka::message::{Headers, Message};
 use serde_json::Value;
 use sqlx::PgPool;
 
@@ -308,6 +309,21 @@ async fn webhook_trace_reaches_jaeger_with_processor_spans_and_batch_links() {
         "normalize is not beneath the edge span: {normalize:?}"
     );
 
+    // What scripts/trace (the README's way to look at a trace) prints for it.
+    let out = Command::new(repo_root().join("scripts/trace"))
+        .arg(&trace_id)
+        .env("JAEGER_QUERY_URL", jaeger_query_url())
+        .output()
+        .expect("scripts/trace");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && text.contains(&format!("webhook  ({edge_service}"))
+            && text.contains(&format!("    normalize  ({processor_service}")),
+        "scripts/trace {trace_id}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Batch spans: their own trace, linked (FOLLOWS_FROM in Jaeger's model) to the
     // edge span of every webhook they carried.
     for name in ["batch", "seen_many", "upsert", "publish", "mark_many"] {
@@ -512,7 +528,15 @@ async fn prometheus_scrapes_both_services_and_ops_files_hold() {
 
     // Samples for the labelled families: one accepted webhook, one refused.
     let user = unique("prom-user");
-    assert_eq!(post_terra(&edge, &terra_daily(&user), None).await, 202);
+    // With a traceparent: its trace must reach every reading record (spans are not
+    // exported in this test; the context travels anyway).
+    let trace_id = random_hex(16);
+    let traceparent = format!("00-{trace_id}-{}-01", random_hex(8));
+    let readings = bridge_tests::consumer(&topics.readings);
+    assert_eq!(
+        post_terra(&edge, &terra_daily(&user), Some(&traceparent)).await,
+        202
+    );
     let refused = reqwest::Client::new()
         .post(format!("{}/webhooks/terra", edge.url))
         .header("terra-signature", "t=1,v1=00")
@@ -522,7 +546,19 @@ async fn prometheus_scrapes_both_services_and_ops_files_hold() {
         .expect("edge answers");
     assert_eq!(refused.status().as_u16(), 401);
     let pool = PgPool::connect(&database_url()).await.expect("postgres");
-    wait_rows(&pool, &user, Duration::from_secs(60)).await;
+    let rows = wait_rows(&pool, &user, Duration::from_secs(60)).await;
+    let records = bridge_tests::read_n(&readings, rows as usize, Duration::from_secs(60)).await;
+    for r in &records {
+        let tp = r
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == "traceparent"))
+            .and_then(|h| std::str::from_utf8(h.value?).ok())
+            .unwrap_or_default();
+        assert!(
+            tp.starts_with(&format!("00-{trace_id}-")),
+            "reading record without the webhook's trace: {tp:?}"
+        );
+    }
 
     // Both expositions: classic by default, OpenMetrics when asked, each labelled as such.
     let mut exposed = BTreeMap::new();
@@ -740,4 +776,132 @@ async fn prometheus_scrapes_both_services_and_ops_files_hold() {
         "a rule fails to evaluate: {v}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `bin` with `env` until it exits (at most 30 s); returns its exit code and stderr.
+fn run_to_exit(bin: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(bridge_tests::binary(bin));
+    cmd.env("RUST_LOG", "info")
+        .env("EDGE_LISTEN_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env(
+            "PROCESSOR_LISTEN_ADDR",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Trace export settings we cannot honour stop the service at start, naming the
+/// variable, rather than silently exporting nothing.
+#[test]
+fn unsupported_trace_settings_refuse_to_start() {
+    for bin in ["edge", "processor"] {
+        let (code, err) = run_to_exit(
+            bin,
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ],
+        );
+        assert!(
+            code.is_some_and(|c| c != 0),
+            "{bin} started with OTLP/gRPC: {code:?} {err}"
+        );
+        assert!(
+            err.contains("OTEL_EXPORTER_OTLP_PROTOCOL=grpc") && err.contains("http/protobuf"),
+            "{bin}: {err}"
+        );
+        let (code, err) = run_to_exit(bin, &[("OTEL_TRACES_FILTER", "processor=loud")]);
+        assert!(
+            code.is_some_and(|c| c != 0) && err.contains("OTEL_TRACES_FILTER"),
+            "{bin} with a bad OTEL_TRACES_FILTER: {code:?} {err}"
+        );
+    }
+}
+
+/// The dependency gauges tell a reachable dependency from an unreachable one: a
+/// processor pointed at a Redis port nothing listens on (it starts anyway: Redis is only
+/// a filter) reports `redis` 0 and the others 1. The parked-age gauge reads PostgreSQL:
+/// a notification parked a day ago shows as at least a day old.
+#[tokio::test]
+async fn dependency_gauges_follow_reachability() {
+    let pool = PgPool::connect(&database_url()).await.expect("postgres");
+    // Due tomorrow, so no retry task claims it meanwhile; removed at the end.
+    let event_id = unique("obs-parked");
+    sqlx::query(
+        "insert into parked_notifications (event_id, vendor, vendor_user_id, body, headers, \
+         received_at, raw_partition, raw_offset, reason, next_attempt_at, parked_at) \
+         values ($1, 'oura', $1, '\\x7b7d', '{}', now(), 0, 0, 'unlinked', \
+         now() + interval '1 day', now() - interval '1 day')",
+    )
+    .bind(&event_id)
+    .execute(&pool)
+    .await
+    .expect("park a notification");
+    let topics = PipelineTopics::create(1).await;
+    let dead_redis = format!("redis://127.0.0.1:{}", free_port());
+    let processor = ProcessorProc::start(&topics, &[("REDIS_URL", dead_redis)]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let values = loop {
+        let (_, text) = get_metrics(&processor.url, None).await;
+        let values: BTreeMap<String, String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("processor_dependency_up{dependency=\""))
+            .filter_map(|r| r.split_once("\"} "))
+            .map(|(d, v)| (d.to_string(), v.to_string()))
+            .collect();
+        if values.len() == 4 || Instant::now() > deadline {
+            break values;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let expected: BTreeMap<String, String> = [
+        ("kafka", "1"),
+        ("postgres", "1"),
+        ("redis", "0"),
+        ("schema_registry", "1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(values, expected);
+
+    let (_, text) = get_metrics(&processor.url, None).await;
+    let unlinked_age = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "processor_parked_notifications_oldest_age_seconds{reason=\"unlinked\"} ",
+            )
+        })
+        .and_then(|v| v.parse::<f64>().ok());
+    sqlx::query("delete from parked_notifications where event_id = $1")
+        .bind(&event_id)
+        .execute(&pool)
+        .await
+        .expect("remove the test row");
+    assert!(
+        unlinked_age.is_some_and(|a| a >= 86_399.0),
+        "oldest unlinked parked age: {unlinked_age:?}\n{text}"
+    );
 }

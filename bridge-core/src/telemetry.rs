@@ -11,6 +11,7 @@
 //! `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanContext, TraceContextExt as _, TracerProvider as _};
@@ -30,6 +31,10 @@ pub const DEFAULT_TRACES_FILTER: &str = "warn,edge=info,processor=info,bridge_co
 /// to this many (the OpenTelemetry SDK's default link limit, which would drop the rest
 /// anyway); the number left out is recorded in the span's `links.dropped` attribute.
 pub const MAX_LINKS_PER_SPAN: usize = 128;
+
+/// Whether spans are exported: without an exporter, links would be parsed for nothing
+/// on the processor's hot path.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
 
 /// Keeps the span exporter alive; dropping it flushes pending spans.
 pub struct TelemetryGuard {
@@ -99,6 +104,8 @@ pub fn init(service: &'static str) -> Result<TelemetryGuard, TelemetryError> {
         fmt.boxed()
     };
     let fmt = fmt.with_filter(filter_from("RUST_LOG", "info")?);
+    // Parsed even without an endpoint, so a typo shows at the first start.
+    let traces_filter = filter_from("OTEL_TRACES_FILTER", DEFAULT_TRACES_FILTER)?;
 
     let provider = match exporter()? {
         Some(exporter) => {
@@ -116,18 +123,16 @@ pub fn init(service: &'static str) -> Result<TelemetryGuard, TelemetryError> {
         }
         None => None,
     };
-    let otel = match &provider {
-        Some(p) => Some(
-            tracing_opentelemetry::layer()
-                .with_tracer(p.tracer(service))
-                .with_filter(filter_from("OTEL_TRACES_FILTER", DEFAULT_TRACES_FILTER)?),
-        ),
-        None => None,
-    };
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer(service))
+            .with_filter(traces_filter)
+    });
     tracing_subscriber::registry()
         .with(fmt)
         .with(otel)
         .try_init()?;
+    EXPORTING.store(provider.is_some(), Ordering::Relaxed);
     Ok(TelemetryGuard { provider })
 }
 
@@ -209,10 +214,14 @@ pub fn set_parent(span: &tracing::Span, traceparent: &str) -> bool {
 /// `traceparents`, at most [`MAX_LINKS_PER_SPAN`]; records how many were left out as
 /// `links.dropped`. Returns the number of links added. This is how a batch span points
 /// back at the requests whose data it carried (OpenTelemetry's model for batch work).
+/// Does nothing (and costs nothing) when no exporter is configured.
 pub fn link_all<'a>(
     span: &tracing::Span,
     traceparents: impl IntoIterator<Item = &'a str>,
 ) -> usize {
+    if !EXPORTING.load(Ordering::Relaxed) {
+        return 0;
+    }
     let mut seen = HashSet::new();
     let mut dropped = 0u64;
     for tp in traceparents {
@@ -335,6 +344,47 @@ mod tests {
         assert!(body.contains("# TYPE c_total counter") && !body.contains("# EOF"));
         let (ct, _) = exposition(om, Some("*/*"));
         assert_eq!(ct, CLASSIC_CONTENT_TYPE);
+    }
+
+    #[test]
+    fn links_are_distinct_valid_and_capped_and_the_rest_counted() {
+        use opentelemetry_sdk::trace::InMemorySpanExporter;
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        EXPORTING.store(true, Ordering::Relaxed);
+        let distinct: Vec<String> = (1..=200u32)
+            .map(|i| format!("00-{i:032x}-{i:016x}-01"))
+            .collect();
+        let linked = tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("batch");
+            let all = distinct
+                .iter()
+                .map(String::as_str)
+                // Repeats and garbage are not links.
+                .chain(distinct.iter().take(10).map(String::as_str))
+                .chain([
+                    "garbage",
+                    "00-00000000000000000000000000000000-0000000000000001-01",
+                ]);
+            link_all(&span, all)
+        });
+        assert_eq!(linked, MAX_LINKS_PER_SPAN);
+        let spans = exporter.get_finished_spans().expect("spans");
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].links.links.len(), MAX_LINKS_PER_SPAN);
+        let dropped = spans[0]
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == "links.dropped")
+            .map(|kv| kv.value.clone());
+        assert_eq!(
+            dropped,
+            Some(opentelemetry::Value::I64(200 - MAX_LINKS_PER_SPAN as i64))
+        );
     }
 
     #[test]

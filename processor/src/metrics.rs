@@ -513,3 +513,64 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(text: &str, name: &str) -> Option<f64> {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+    }
+
+    #[test]
+    fn batch_age_grows_from_the_oldest_record_and_vanishes_when_stored() {
+        let m = Metrics::new();
+        let text = m.encode();
+        assert!(text.contains("# TYPE processor_batch_age_seconds gauge"));
+        assert_eq!(sample(&text, "processor_batch_age_seconds"), None);
+
+        let ten_s_ago = chrono::Utc::now().timestamp_millis() - 10_000;
+        m.batch_started(7, Some(ten_s_ago));
+        let text = m.encode();
+        let age = sample(&text, "processor_batch_age_seconds").expect("age while in flight");
+        assert!((10.0..60.0).contains(&age), "age {age}");
+        assert_eq!(sample(&text, "processor_records_in_flight"), Some(7.0));
+
+        m.batch_ended();
+        let text = m.encode();
+        assert_eq!(sample(&text, "processor_batch_age_seconds"), None);
+        assert_eq!(sample(&text, "processor_records_in_flight"), Some(0.0));
+    }
+
+    #[test]
+    fn empty_families_are_listed_and_parked_ages_are_replaced_not_accumulated() {
+        let m = Metrics::new();
+        let text = m.encode();
+        for family in [
+            "# TYPE processor_dlq counter",
+            "# TYPE processor_consumer_lag gauge",
+            "# TYPE processor_dependency_up gauge",
+            "# TYPE processor_parked_notifications_oldest_age_seconds gauge",
+            "# TYPE processor_rate_limit_wait_seconds histogram",
+        ] {
+            assert!(text.contains(family), "{family} missing:\n{text}");
+        }
+        m.parked_oldest(&[("unlinked".into(), 30.0), ("bogus".into(), 5.0)]);
+        let text = m.encode();
+        assert!(text.contains(
+            "processor_parked_notifications_oldest_age_seconds{reason=\"unlinked\"} 30.0"
+        ));
+        assert!(
+            text.contains(
+                "processor_parked_notifications_oldest_age_seconds{reason=\"other\"} 5.0"
+            )
+        );
+        m.parked_oldest(&[]);
+        assert!(
+            !m.encode()
+                .contains("processor_parked_notifications_oldest_age_seconds{")
+        );
+    }
+}
