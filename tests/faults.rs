@@ -28,23 +28,61 @@ fn small_batches() -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn run_load(prefix: String, secs: u64, edge_url: Arc<Mutex<String>>) -> Sent {
-    faultkit::load(&prefix, RATE, Duration::from_secs(secs), move || {
-        edge_url.lock().unwrap().clone()
-    })
-    .await
+/// Load running in the background, with its progress visible for recovery timing.
+struct Load {
+    progress: Arc<Mutex<Sent>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(prefix: &str, secs: u64, edge_url: String) -> Load {
+        let progress = Arc::new(Mutex::new(Sent::default()));
+        let task = tokio::spawn({
+            let (prefix, progress) = (prefix.to_string(), progress.clone());
+            async move {
+                faultkit::load_into(
+                    &prefix,
+                    RATE,
+                    Duration::from_secs(secs),
+                    move || edge_url.clone(),
+                    progress,
+                )
+                .await
+            }
+        });
+        Load { progress, task }
+    }
+
+    /// Starts timing the recovery now (call as the fault ends).
+    fn recovery(&self, pool: &sqlx::PgPool, prefix: &str) -> tokio::task::JoinHandle<Duration> {
+        let (pool, prefix, progress) = (pool.clone(), prefix.to_string(), self.progress.clone());
+        tokio::spawn(async move {
+            faultkit::time_to_recover(&pool, &prefix, &progress, Duration::from_secs(300)).await
+        })
+    }
+
+    async fn end(self) -> Sent {
+        let _ = self.task.await;
+        std::mem::take(&mut *self.progress.lock().unwrap())
+    }
 }
 
 async fn finish(
     drill: &str,
     prefix: &str,
-    sent: &Sent,
+    load: Load,
+    recovery: Option<tokio::task::JoinHandle<Duration>>,
     topics: &PipelineTopics,
     pool: &sqlx::PgPool,
 ) -> Tally {
-    let (tally, recovered) =
-        faultkit::settle(pool, prefix, sent, topics, Duration::from_secs(300)).await;
-    faultkit::report(drill, &tally, recovered);
+    let sent = load.end().await;
+    let (tally, settled) =
+        faultkit::settle(pool, prefix, &sent, topics, Duration::from_secs(300)).await;
+    let recover = match recovery {
+        Some(r) => r.await.ok(),
+        None => None,
+    };
+    faultkit::report(drill, &tally, recover, settled);
     faultkit::assert_exact(drill, &tally);
     tally
 }
@@ -55,16 +93,23 @@ async fn processor_kill_9_six_times_under_load() {
     let edge = Edge::start(&topics.raw, &[]).await;
     let pool = sqlx::PgPool::connect(&database_url()).await.unwrap();
     let prefix = unique("drill-kill");
-    let url = Arc::new(Mutex::new(edge.url.clone()));
-    let load = tokio::spawn(run_load(prefix.clone(), 30, url));
+    let load = Load::start(&prefix, 30, edge.url.clone());
     let mut processor = ProcessorProc::start(&topics, &small_batches()).await;
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_secs(4)).await;
         processor.proc.kill();
         processor = ProcessorProc::start(&topics, &small_batches()).await;
     }
-    let sent = load.await.unwrap();
-    finish("processor-kill-9x6", &prefix, &sent, &topics, &pool).await;
+    let recovery = load.recovery(&pool, &prefix);
+    finish(
+        "processor-kill-9x6",
+        &prefix,
+        load,
+        Some(recovery),
+        &topics,
+        &pool,
+    )
+    .await;
     drop(processor);
 }
 
@@ -77,8 +122,7 @@ async fn registry_restart_with_records_queued() {
     let pool = sqlx::PgPool::connect(&database_url()).await.unwrap();
     let prefix = unique("drill-registry");
     let mut processor = ProcessorProc::start(&topics, &[]).await;
-    let url = Arc::new(Mutex::new(edge.url.clone()));
-    let load = tokio::spawn(run_load(prefix.clone(), 40, url));
+    let load = Load::start(&prefix, 40, edge.url.clone());
     tokio::time::sleep(Duration::from_secs(8)).await;
     // Registry down, then the processor restarted while it is down: the new processor
     // has no cached schemas and must resolve the edge's pinned id after the restart.
@@ -88,8 +132,16 @@ async fn registry_restart_with_records_queued() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     faultkit::stack("registry-start");
     processor = ProcessorProc::start(&topics, &[]).await;
-    let sent = load.await.unwrap();
-    finish("registry-restart", &prefix, &sent, &topics, &pool).await;
+    let recovery = load.recovery(&pool, &prefix);
+    finish(
+        "registry-restart",
+        &prefix,
+        load,
+        Some(recovery),
+        &topics,
+        &pool,
+    )
+    .await;
     drop(processor);
 }
 
@@ -102,15 +154,22 @@ async fn kafka_kill_9_restarted_after_30s() {
     let pool = sqlx::PgPool::connect(&database_url()).await.unwrap();
     let prefix = unique("drill-kafka");
     let processor = ProcessorProc::start(&topics, &[]).await;
-    let url = Arc::new(Mutex::new(edge.url.clone()));
-    let load = tokio::spawn(run_load(prefix.clone(), 60, url));
+    let load = Load::start(&prefix, 60, edge.url.clone());
     tokio::time::sleep(Duration::from_secs(10)).await;
     faultkit::stack("kafka-kill");
     tokio::time::sleep(Duration::from_secs(30)).await;
     faultkit::stack("kafka-start");
-    let sent = load.await.unwrap();
+    let recovery = load.recovery(&pool, &prefix);
     // Some webhooks got 503 while the broker was gone: they were never accepted.
-    let tally = finish("kafka-kill-9", &prefix, &sent, &topics, &pool).await;
+    let tally = finish(
+        "kafka-kill-9",
+        &prefix,
+        load,
+        Some(recovery),
+        &topics,
+        &pool,
+    )
+    .await;
     assert!(tally.accepted < tally.sent, "the outage was real: {tally}");
     drop(processor);
 }
@@ -123,15 +182,22 @@ async fn postgres_stopped_immediate_for_60s() {
     let edge = Edge::start(&topics.raw, &[]).await;
     let prefix = unique("drill-pg");
     let processor = ProcessorProc::start(&topics, &[]).await;
-    let url = Arc::new(Mutex::new(edge.url.clone()));
-    let load = tokio::spawn(run_load(prefix.clone(), 90, url));
+    let pool = sqlx::PgPool::connect(&database_url()).await.unwrap();
+    let load = Load::start(&prefix, 90, edge.url.clone());
     tokio::time::sleep(Duration::from_secs(10)).await;
     faultkit::stack("pg-stop-immediate");
     tokio::time::sleep(Duration::from_secs(60)).await;
     faultkit::stack("pg-start");
-    let sent = load.await.unwrap();
-    let pool = sqlx::PgPool::connect(&database_url()).await.unwrap();
-    finish("postgres-stop-60s", &prefix, &sent, &topics, &pool).await;
+    let recovery = load.recovery(&pool, &prefix);
+    finish(
+        "postgres-stop-60s",
+        &prefix,
+        load,
+        Some(recovery),
+        &topics,
+        &pool,
+    )
+    .await;
     assert!(
         faultkit::metric_sum(&processor.url, "processor_retries_total").await > 0.0,
         "the outage was retried"
@@ -147,9 +213,8 @@ async fn postgres_outage_past_240s_exits_and_a_restart_finishes() {
     let edge = Edge::start(&topics.raw, &[]).await;
     let prefix = unique("drill-pg-long");
     let mut processor = ProcessorProc::start(&topics, &[]).await;
-    let url = Arc::new(Mutex::new(edge.url.clone()));
     faultkit::stack("pg-stop-immediate");
-    let sent = run_load(prefix.clone(), 10, url).await;
+    let load = Load::start(&prefix, 10, edge.url.clone());
     let started = Instant::now();
     let code = loop {
         if let Some(status) = processor.proc.child.try_wait().unwrap() {
@@ -162,10 +227,23 @@ async fn postgres_outage_past_240s_exits_and_a_restart_finishes() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     assert_ne!(code, Some(0), "an outage exit is a failure exit");
+    println!(
+        "processor exited after {:.0}s of outage",
+        started.elapsed().as_secs_f64()
+    );
     faultkit::stack("pg-start");
-    processor = ProcessorProc::start(&topics, &[]).await;
     let pool = sqlx::PgPool::connect(&database_url()).await.unwrap();
-    finish("postgres-past-240s", &prefix, &sent, &topics, &pool).await;
+    let recovery = load.recovery(&pool, &prefix);
+    processor = ProcessorProc::start(&topics, &[]).await;
+    finish(
+        "postgres-past-240s",
+        &prefix,
+        load,
+        Some(recovery),
+        &topics,
+        &pool,
+    )
+    .await;
     drop(processor);
 }
 
@@ -178,14 +256,13 @@ async fn redis_stopped_mid_load() {
     let pool = sqlx::PgPool::connect(&database_url()).await.unwrap();
     let prefix = unique("drill-redis");
     let processor = ProcessorProc::start(&topics, &[]).await;
-    let url = Arc::new(Mutex::new(edge.url.clone()));
-    let load = tokio::spawn(run_load(prefix.clone(), 30, url));
+    let load = Load::start(&prefix, 30, edge.url.clone());
     tokio::time::sleep(Duration::from_secs(8)).await;
     faultkit::stack("redis-stop");
     tokio::time::sleep(Duration::from_secs(15)).await;
     faultkit::stack("redis-start");
-    let sent = load.await.unwrap();
-    finish("redis-stop", &prefix, &sent, &topics, &pool).await;
+    let recovery = load.recovery(&pool, &prefix);
+    finish("redis-stop", &prefix, load, Some(recovery), &topics, &pool).await;
     assert!(
         metric(&processor.url, "processor_dedup_errors_total").await > 0.0,
         "Redis errors were counted"
@@ -201,8 +278,7 @@ async fn rebalance_under_load() {
     let pool = sqlx::PgPool::connect(&database_url()).await.unwrap();
     let prefix = unique("drill-rebalance");
     let mut a = ProcessorProc::start(&topics, &small_batches()).await;
-    let url = Arc::new(Mutex::new(edge.url.clone()));
-    let load = tokio::spawn(run_load(prefix.clone(), 75, url));
+    let load = Load::start(&prefix, 75, edge.url.clone());
     tokio::time::sleep(Duration::from_secs(20)).await;
     let b = ProcessorProc::start(&topics, &small_batches()).await;
     tokio::time::sleep(Duration::from_secs(20)).await;
@@ -213,8 +289,8 @@ async fn rebalance_under_load() {
     );
     tokio::time::sleep(Duration::from_secs(20)).await;
     a = ProcessorProc::start(&topics, &small_batches()).await;
-    let sent = load.await.unwrap();
-    finish("rebalance", &prefix, &sent, &topics, &pool).await;
+    let recovery = load.recovery(&pool, &prefix);
+    finish("rebalance", &prefix, load, Some(recovery), &topics, &pool).await;
     // Committed offsets reach the log end once everything settled.
     let c = {
         use rdkafka::consumer::Consumer;

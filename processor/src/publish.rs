@@ -615,3 +615,43 @@ mod tests {
         assert_eq!(partition_for("anyone", 1), 0);
     }
 }
+
+#[cfg(test)]
+mod dead_letter_tests {
+    use super::*;
+
+    #[test]
+    fn produce_errors_are_classified() {
+        for code in [
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::ClusterAuthorizationFailed,
+            RDKafkaErrorCode::PolicyViolation,
+        ] {
+            assert!(is_fatal(code), "{code:?}");
+            assert!(!is_too_large(code), "{code:?}");
+        }
+        assert!(is_too_large(RDKafkaErrorCode::MessageSizeTooLarge));
+        for code in [
+            RDKafkaErrorCode::QueueFull,
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::NotEnoughReplicas,
+            RDKafkaErrorCode::LeaderNotAvailable,
+            RDKafkaErrorCode::BrokerTransportFailure,
+        ] {
+            assert!(
+                !is_fatal(code) && !is_too_large(code),
+                "{code:?} is retried"
+            );
+        }
+    }
+
+    #[test]
+    fn value_hash_is_sha256_hex() {
+        assert_eq!(
+            value_sha256(Some(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(value_sha256(None), value_sha256(Some(b"")));
+    }
+}

@@ -182,6 +182,19 @@ pub async fn load(
     duration: Duration,
     edge_url: impl Fn() -> String,
 ) -> Sent {
+    let progress = Arc::new(std::sync::Mutex::new(Sent::default()));
+    load_into(prefix, rate, duration, edge_url, progress.clone()).await;
+    std::mem::take(&mut *progress.lock().unwrap())
+}
+
+/// [`load`], recording each answer in `progress` as it comes (for recovery timing).
+pub async fn load_into(
+    prefix: &str,
+    rate: u32,
+    duration: Duration,
+    edge_url: impl Fn() -> String,
+    progress: Arc<std::sync::Mutex<Sent>>,
+) {
     let http = reqwest::Client::new();
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
@@ -193,22 +206,43 @@ pub async fn load(
         i += 1;
         let http = http.clone();
         let url = edge_url();
+        let progress = progress.clone();
         tasks.push(tokio::spawn(async move {
             let body = terra_daily(&user, "2025-05-01", 1000);
             let status = post_terra(&http, &url, &body).await;
-            (user, status)
+            let mut p = progress.lock().unwrap();
+            if status == 202 {
+                p.accepted.push(user.clone());
+            }
+            p.sent.push(user);
         }));
     }
-    let mut out = Sent::default();
     for t in tasks {
-        if let Ok((user, status)) = t.await {
-            if status == 202 {
-                out.accepted.push(user.clone());
-            }
-            out.sent.push(user);
-        }
+        let _ = t.await;
     }
-    out
+}
+
+/// Time from now until every webhook accepted so far (per `progress`) has its rows:
+/// the time to recover, when called as a fault ends.
+pub async fn time_to_recover(
+    pool: &sqlx::PgPool,
+    prefix: &str,
+    progress: &Arc<std::sync::Mutex<Sent>>,
+    timeout: Duration,
+) -> Duration {
+    let started = Instant::now();
+    let due: Vec<String> = progress.lock().unwrap().accepted.clone();
+    loop {
+        let rows = rows_by_user(pool, prefix).await;
+        if due
+            .iter()
+            .all(|u| rows.get(u).copied().unwrap_or(0) >= DAILY_READINGS)
+            || started.elapsed() > timeout
+        {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// The figures every drill reports.
@@ -497,11 +531,14 @@ pub fn assert_own_stack() {
     );
 }
 
-/// Prints a drill's figures in the form RELIABILITY.md quotes them.
-pub fn report(drill: &str, tally: &Tally, recovered: Duration) {
+/// Prints a drill's figures in the form RELIABILITY.md quotes them: `recover` from
+/// the end of the fault until every webhook accepted by then had its rows, `settle`
+/// after the load ended until every `202` had them.
+pub fn report(drill: &str, tally: &Tally, recover: Option<Duration>, settle: Duration) {
+    let recover = recover.map_or("-".to_string(), |d| format!("{:.1}s", d.as_secs_f64()));
     println!(
-        "DRILL {drill}: {tally} recover={:.1}s",
-        recovered.as_secs_f64()
+        "DRILL {drill}: {tally} recover={recover} settle={:.1}s",
+        settle.as_secs_f64()
     );
 }
 
