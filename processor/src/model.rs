@@ -181,10 +181,12 @@ pub struct Reading {
     pub end_time: DateTime<Utc>,
     /// The vendor's id of the document this came from (summary id, sleep id, workout id…).
     pub source_record_id: String,
-    /// Device or app that produced it, when the vendor says (`OURA` via Terra, `Apple Watch`).
+    /// Provider or device that produced it, when the vendor says (`OURA` via Terra,
+    /// `Apple Watch`). Part of the document's identity.
     pub source: Option<String>,
-    /// Vendor recency for cumulative documents (Terra `x-terra-ordering-timestamp`, ms):
-    /// a row is only overwritten by a reading whose ordering is at least as high.
+    /// Vendor recency of the document version (Terra `x-terra-ordering-timestamp`, ms):
+    /// a version replaces the document's rows only when its ordering is at least the
+    /// stored version's, or when either has none.
     pub ordering: Option<i64>,
 }
 

@@ -2,9 +2,9 @@
 //! account events, one transaction per [`Batch`].
 //!
 //! Batch size is bounded by memory and latency, not by PostgreSQL's 65,535
-//! bind-parameter limit: every statement binds one array per column (10 for
-//! readings), whatever the number of rows, so the SQL text and its prepared
-//! statement never change with the batch size.
+//! bind-parameter limit: every statement binds one array per column (5 for document
+//! versions and 10 for their readings), whatever the number of rows, so the SQL text
+//! and its prepared statement never change with the batch size.
 //!
 //! # Semantics of a batch
 //!
@@ -12,19 +12,28 @@
 //! so the outcome does not depend on how the consumer happened to cut batches:
 //!
 //! * Readings are split into segments at tombstones. A tombstone deletes the rows of
-//!   its record written before it; readings after it (a re-created document) are
-//!   written after the delete and survive. Tombstones are rare, so a batch is
-//!   usually one segment and one upsert.
-//! * Within a segment, readings with the same key collapse to what applying them in
-//!   order would leave. A reading replaces a row when either has no `ordering` or
-//!   the new `ordering` is at least the stored one. That rule is not transitive
-//!   (`100`, then `None`, then `50` ends at `50`), so when a key's readings include
-//!   one without `ordering` followed by anchored ones, the segment is written in two
-//!   passes of the same statement: the last unanchored reading, then the final one.
+//!   its document (and its version row) written before it; readings after it (a
+//!   re-created document) are written after the delete and survive. Tombstones are
+//!   rare, so a batch is usually one segment.
+//! * The readings one envelope carries for one document (user, vendor,
+//!   `source_record_id`, `source`) are a *version* of it. A version replaces the
+//!   document's rows as a set, in `apply_versions.sql`: rows it does not have are
+//!   deleted. It is applied when either it or the stored version has no `ordering`, or
+//!   its `ordering` is at least the stored one (`reading_documents`), so an older version
+//!   changes and removes nothing.
+//! * Within a segment, a document's versions collapse to what applying them in order
+//!   would leave. The rule is not transitive (`100`, then `None`, then `50` ends at `50`),
+//!   so when a document's versions include one without `ordering` followed by anchored
+//!   ones, the segment is written in two passes of the same statement: the last
+//!   unanchored version, then the final one.
 //! * Records PostgreSQL would reject (non-finite values, `end_time < start_time`,
 //!   years outside 1–9999, NUL in text) are dropped and counted in
 //!   [`WriteStats::rejected`] instead of failing the whole batch: one bad value from a
-//!   normalizer must not hold back or dead-letter a thousand good ones.
+//!   normalizer must not hold back or dead-letter a thousand good ones. Values outside
+//!   their metric's plausible range are dropped from their version (which still
+//!   replaces the document's set) and counted in [`WriteStats::implausible`].
+//! * Every change the statements make is returned ([`Written::changes`]), in order, for
+//!   the changelog.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
