@@ -845,6 +845,10 @@ fn unsupported_trace_settings_refuse_to_start() {
 /// a notification parked a day ago shows as at least a day old.
 #[tokio::test]
 async fn dependency_gauges_follow_reachability() {
+    let topics = PipelineTopics::create(1).await;
+    let dead_redis = format!("redis://127.0.0.1:{}", free_port());
+    // Started first: it applies the migrations the parked row below needs.
+    let processor = ProcessorProc::start(&topics, &[("REDIS_URL", dead_redis)]).await;
     let pool = PgPool::connect(&database_url()).await.expect("postgres");
     // Due tomorrow, so no retry task claims it meanwhile; removed at the end.
     let event_id = unique("obs-parked");
@@ -858,11 +862,10 @@ async fn dependency_gauges_follow_reachability() {
     .execute(&pool)
     .await
     .expect("park a notification");
-    let topics = PipelineTopics::create(1).await;
-    let dead_redis = format!("redis://127.0.0.1:{}", free_port());
-    let processor = ProcessorProc::start(&topics, &[("REDIS_URL", dead_redis)]).await;
+
+    // Probes run every 5 s: poll until the gauges show the dependencies and the row.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let values = loop {
+    let (values, unlinked_age, text) = loop {
         let (_, text) = get_metrics(&processor.url, None).await;
         let values: BTreeMap<String, String> = text
             .lines()
@@ -870,11 +873,26 @@ async fn dependency_gauges_follow_reachability() {
             .filter_map(|r| r.split_once("\"} "))
             .map(|(d, v)| (d.to_string(), v.to_string()))
             .collect();
-        if values.len() == 4 || Instant::now() > deadline {
-            break values;
+        let unlinked_age = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(
+                    "processor_parked_notifications_oldest_age_seconds{reason=\"unlinked\"} ",
+                )
+            })
+            .and_then(|v| v.parse::<f64>().ok());
+        if (values.len() == 4 && unlinked_age.is_some_and(|a| a >= 86_399.0))
+            || Instant::now() > deadline
+        {
+            break (values, unlinked_age, text);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    sqlx::query("delete from parked_notifications where event_id = $1")
+        .bind(&event_id)
+        .execute(&pool)
+        .await
+        .expect("remove the test row");
     let expected: BTreeMap<String, String> = [
         ("kafka", "1"),
         ("postgres", "1"),
@@ -885,21 +903,6 @@ async fn dependency_gauges_follow_reachability() {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     assert_eq!(values, expected);
-
-    let (_, text) = get_metrics(&processor.url, None).await;
-    let unlinked_age = text
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(
-                "processor_parked_notifications_oldest_age_seconds{reason=\"unlinked\"} ",
-            )
-        })
-        .and_then(|v| v.parse::<f64>().ok());
-    sqlx::query("delete from parked_notifications where event_id = $1")
-        .bind(&event_id)
-        .execute(&pool)
-        .await
-        .expect("remove the test row");
     assert!(
         unlinked_age.is_some_and(|a| a >= 86_399.0),
         "oldest unlinked parked age: {unlinked_age:?}\n{text}"
