@@ -93,8 +93,9 @@ impl Incoming {
 /// sampled: the edge made no sampling decision, and a parent-based sampler
 /// downstream should still be free to record the processor's spans.
 pub fn fresh_traceparent() -> String {
-    let trace = uuid::Uuid::new_v4().as_u128().max(1);
-    let span = (uuid::Uuid::new_v4().as_u128() as u64).max(1);
+    // The thread-local generator: no system call per request (uuid's v4 makes one).
+    let trace = rand::random::<u128>().max(1);
+    let span = rand::random::<u64>().max(1);
     format!("00-{trace:032x}-{span:016x}-01")
 }
 
