@@ -5,6 +5,8 @@
 #   make lint         rustfmt check + clippy with warnings as errors
 #   make test         lint, stack-up, then the whole test suite against the stack
 #   make run          stack-up, release build, run edge + processor in the foreground (Ctrl-C stops both)
+#   make observe      Jaeger (:16686) and Prometheus (:9090) beside the stack; `make run OBSERVE=1`
+#                     starts them too and points both services' traces at Jaeger
 #   make faults       fault-injection drills on a stack of their own (other ports; stopped after)
 #
 # Every variable below can be overridden from the environment or the command line,
@@ -29,11 +31,11 @@ REDIS_URL ?= redis://127.0.0.1:6379
 export KAFKA_BOOTSTRAP_SERVERS SCHEMA_REGISTRY_URL DATABASE_URL REDIS_URL
 
 .PHONY: help stack-up stack-down stack-status stack-reset build lint fmt-check clippy test run \
-        bench bench-edge bench-processor demo faults
+        bench bench-edge bench-processor demo observe observe-down faults
 
 help:
 	@echo "targets: stack-up stack-down stack-status stack-reset build lint test run"
-	@echo "         demo bench bench-edge bench-processor"
+	@echo "         demo bench bench-edge bench-processor observe observe-down"
 
 # ---------------------------------------------------------------- local stack
 
@@ -48,6 +50,15 @@ stack-status:
 
 stack-reset:
 	@$(STACK) reset
+
+# ---------------------------------------------------------------- observability
+
+# Jaeger and Prometheus (scripts/stack observe-up; ops/ holds their configuration).
+observe:
+	@$(STACK) observe-up
+
+observe-down:
+	@$(STACK) observe-down
 
 # ---------------------------------------------------------------- build, lint, test
 
@@ -64,15 +75,18 @@ lint: fmt-check clippy
 
 # Prerequisites run in order (lint first: it fails fast, before any service starts).
 # The binaries are built first: integration tests run edge and processor as real processes.
-test: lint stack-up
+# Jaeger and Prometheus too: tests/observability.rs checks traces, scrapes and ops/ with them.
+test: lint stack-up observe
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --all-targets $(CARGO_TEST_ARGS) -- --test-threads=$(TEST_THREADS)
 
 # ---------------------------------------------------------------- run
 
-run: stack-up
+# OBSERVE=1: Jaeger and Prometheus beside the stack, and both services export traces.
+OBSERVE ?=
+run: stack-up $(if $(OBSERVE),observe)
 	$(CARGO) build --release -p edge -p processor
-	scripts/run
+	$(if $(OBSERVE),OTEL_EXPORTER_OTLP_ENDPOINT=$${OTEL_EXPORTER_OTLP_ENDPOINT:-http://127.0.0.1:4318}) scripts/run
 
 # ---------------------------------------------------------------- demo and benchmarks
 

@@ -256,6 +256,88 @@ async fn refusals_append_nothing() {
     assert!(metrics.contains("reason=\"too_large\""), "{metrics}");
 }
 
+/// Only a valid W3C `traceparent` is continued; a huge or malformed one never reaches
+/// the envelope or the Kafka headers, and the record gets a fresh, valid trace instead.
+#[tokio::test]
+async fn only_a_valid_traceparent_reaches_the_envelope() {
+    let topic = unique("edge-trace");
+    create_topic(&topic, 1).await;
+    // A header limit above the hostile value, so the edge itself must drop it.
+    let edge = Edge::start(&topic, &[("MAX_HEADER_BYTES", (256 * 1024).to_string())]).await;
+    let http = reqwest::Client::new();
+    let valid = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let huge = format!("{valid}{}", "a".repeat(100 * 1024));
+    let cases = [
+        ("u-valid", valid.to_string()),
+        ("u-huge", huge),
+        (
+            "u-upper",
+            "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01".to_string(),
+        ),
+        (
+            "u-zero",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01".to_string(),
+        ),
+    ];
+    for (user, tp) in &cases {
+        let body = format!(r#"{{"type":"daily","user":{{"user_id":"{user}"}},"data":[]}}"#);
+        let resp = http
+            .post(format!("{}/webhooks/terra", edge.url))
+            .header(
+                "terra-signature",
+                sign::terra(secrets::TERRA, now_secs(), body.as_bytes()),
+            )
+            .header("traceparent", tp)
+            .header("tracestate", "rojo=00f067aa0ba902b7")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202, "{user}");
+    }
+    let registry = SchemaRegistry::new(&registry_url()).unwrap();
+    let c = consumer(&topic);
+    for m in read_n(&c, cases.len(), Duration::from_secs(30)).await {
+        let env = RawEnvelope::from_avro(registry.decode(payload(&m)).await.unwrap()).unwrap();
+        let user = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+        let in_envelope = env
+            .header("traceparent")
+            .expect("every envelope has a trace");
+        let in_kafka = m
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == "traceparent"))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8(v.to_vec()).unwrap())
+            .expect("traceparent Kafka header");
+        assert_eq!(in_envelope, in_kafka, "{user}");
+        assert_eq!(in_envelope.len(), 55, "{user}: {in_envelope}");
+        assert!(
+            in_envelope.starts_with("00-")
+                && in_envelope[3..35].bytes().any(|b| b != b'0')
+                && in_envelope
+                    .bytes()
+                    .all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "{user}: {in_envelope}"
+        );
+        let continued = in_envelope.starts_with("00-0af7651916cd43dd8448eb211c80319c-");
+        assert_eq!(continued, user == "u-valid", "{user}: {in_envelope}");
+        let total: usize = env.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(total < 1024, "{user}: envelope headers {total} bytes");
+        let kafka_total: usize = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
+                    .sum()
+            })
+            .unwrap_or(0);
+        assert!(
+            kafka_total < 1024,
+            "{user}: Kafka headers {kafka_total} bytes"
+        );
+    }
+}
+
 #[tokio::test]
 async fn oura_handshake() {
     let topic = unique("edge-hs");
@@ -300,13 +382,18 @@ async fn ready_reports_dependencies_and_sigterm_exits_zero() {
     let topic = unique("edge-ready");
     create_topic(&topic, 1).await;
     let mut edge = Edge::start(&topic, &[]).await;
-    let http = reqwest::Client::new();
-    let ready = http
-        .get(format!("{}/ready", edge.url))
-        .send()
+    // Readiness comes from a background check every 5 s; the first runs at start.
+    wait_http_ok(&format!("{}/ready", edge.url), Duration::from_secs(15)).await;
+    let ready: serde_json::Value = reqwest::get(format!("{}/ready", edge.url))
+        .await
+        .unwrap()
+        .json()
         .await
         .unwrap();
-    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        ready,
+        serde_json::json!({"kafka": true, "schema_registry": true})
+    );
     assert_eq!(edge.proc.terminate(Duration::from_secs(15)), Some(0));
 }
 

@@ -59,12 +59,24 @@ async fn broker_down_means_503_then_recovery() {
             "answered in {took:?}, beyond the 2 s produce timeout + margin"
         );
     }
-    let ready = http
-        .get(format!("{}/ready", edge.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 503);
+    // Readiness is a background check (every 5 s, 2 s per call): it must turn within
+    // one period plus a call, never by a probe's own request.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = http
+            .get(format!("{}/ready", edge.url))
+            .send()
+            .await
+            .unwrap();
+        if ready.status() == 503 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/ready still 200 with Kafka down"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 
     stack("kafka-start");
     // The producer reconnects on its own; no edge restart.

@@ -5,8 +5,10 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use bridge_core::SchemaRegistry;
 use bridge_tests::*;
+
+#[path = "changelog_reader.rs"]
+mod changelog_reader;
 use rdkafka::ClientConfig;
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -161,19 +163,26 @@ async fn terra_and_healthkit_webhooks_become_rows_and_records() {
         "HealthKit SpO2 0-1 scaled to percent, HRV as SDNN"
     );
 
-    // The normalized topic carries the same readings, keyed by user, Avro via the registry.
-    let registry = SchemaRegistry::new(&registry_url()).unwrap();
+    // The changelog carries the same readings, keyed by their identity, Avro via the
+    // registry, every record of a user in the partition Kafka's partitioner gives it.
     let c = consumer(&topics.readings);
     let msgs = read_n(&c, expected + 2, Duration::from_secs(30)).await;
+    let mut decoder = changelog_reader::Decoder::default();
     let mut for_user = 0;
     for m in &msgs {
-        let value = registry.decode(payload(m)).await.expect("reading decodes");
-        let apache_avro::types::Value::Record(fields) = value else {
-            panic!("not a record")
-        };
-        let field = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-        if field("user_id") == Some(apache_avro::types::Value::String(user.clone())) {
-            assert_eq!(m.key(), Some(user.as_bytes()), "keyed by user");
+        let record = decoder.record(m).await;
+        let value = record.value.as_ref().expect("no removals here");
+        assert_eq!(
+            changelog_reader::show(&value["user_id"]),
+            record.key["user_id"],
+            "key and value agree"
+        );
+        if record.key["user_id"] == user {
+            assert_eq!(
+                record.partition,
+                processor::publish::partition_for(&user, 2),
+                "one partition per user"
+            );
             for_user += 1;
         }
     }

@@ -10,6 +10,7 @@ use bridge_core::{SchemaRegistry, defaults, envelope::RAW_ENVELOPE_SCHEMA};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::producer::{self, ProducerSettings};
+use crate::ready::{self, Readiness};
 use crate::routes::App;
 use crate::verify::{
     GenericHmacVerifier, HealthKitVerifier, OuraVerifier, PolarVerifier, TerraVerifier, Verifier,
@@ -49,17 +50,32 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     })
     .context("KAFKA_BOOTSTRAP_SERVERS: cannot create producer")?;
 
+    let readiness = Arc::new(Readiness::default());
+    ready::spawn(
+        ready::Checks {
+            producer: producer.clone(),
+            topic: config.raw_topic.clone(),
+            registry_url: config.schema_registry_url.clone(),
+            schema_id: codec.id(),
+            canonical_schema: codec.schema().canonical_form(),
+        },
+        readiness.clone(),
+    );
+
     Ok(App {
         verifiers,
         oura,
         producer,
         codec,
-        registry,
+        readiness,
         topic: config.raw_topic.clone(),
         produce_timeout: config.produce_timeout,
         retry_after_secs: config.retry_after_secs,
         max_body_bytes: config.max_body_bytes,
         body_read_timeout: config.body_read_timeout,
+        body_budget: Arc::new(tokio::sync::Semaphore::new(
+            usize::try_from(config.body_budget_bytes).unwrap_or(usize::MAX),
+        )),
         instance_id: config.instance_id.clone().unwrap_or_else(hostname),
         metrics: Metrics::new(),
     })

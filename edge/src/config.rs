@@ -19,6 +19,13 @@ pub struct Config {
     #[arg(long, env = "EDGE_LISTEN_ADDR", default_value = "0.0.0.0:8088")]
     pub listen_addr: SocketAddr,
 
+    /// Optional second address serving `/health`, `/ready` and `/metrics` only; when
+    /// set, the webhook port serves `/webhooks/…` only, so probes and scrapes never
+    /// share a connection budget with the public internet. Bind it to loopback or a
+    /// private interface.
+    #[arg(long, env = "EDGE_ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
+
     /// Kafka bootstrap servers.
     #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = defaults::KAFKA_BOOTSTRAP_SERVERS)]
     pub kafka_bootstrap_servers: String,
@@ -110,6 +117,26 @@ pub struct Config {
     #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
 
+    /// Largest request head (request line plus headers) in bytes; larger heads get
+    /// 431. Also hyper's per-connection read buffer, so it sizes each connection's
+    /// share of the memory bound. 32 KiB is nginx's default header budget
+    /// (`large_client_header_buffers 4 8k`); vendor requests are under 2 KiB.
+    #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 32 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Bytes of request bodies held in memory across all connections at once. A
+    /// request whose body would exceed it waits up to 1 s, then gets 503 with
+    /// `Retry-After`. 64 MiB holds 64 maximal bodies, or thousands of typical ones.
+    #[arg(long, env = "BODY_BUDGET_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub body_budget_bytes: u64,
+
+    /// After an answer on a connection that is closing (a refusal before the body
+    /// was read, say), how long the edge keeps reading and discarding what the
+    /// client still sends so that it sees the answer instead of a reset (nginx's
+    /// `lingering_timeout` is 5 s).
+    #[arg(long, env = "LINGER_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub linger_timeout: Duration,
+
     /// Most open client connections; at the cap the edge stops accepting until one
     /// closes. 4,096 is 40x the benchmark's 100 connections and bounds buffered bodies.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 4096)]
@@ -164,6 +191,23 @@ impl Config {
                 }
             }
         }
+        // The first matching key would win, landing one user's data under another.
+        let mut seen: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+        for (user, key) in self
+            .healthkit_api_keys
+            .iter()
+            .filter_map(|p| p.split_once('='))
+            .map(|(u, k)| (u.trim(), k.trim()))
+        {
+            if let Some(first) = seen.insert(key, user) {
+                return Err(ConfigError {
+                    var: "HEALTHKIT_API_KEYS",
+                    message: format!(
+                        "users `{first}` and `{user}` have the same API key; every user needs their own"
+                    ),
+                });
+            }
+        }
         if self.oura_verification_token().is_some()
             && Self::keys(&self.oura_client_secret).is_empty()
         {
@@ -202,6 +246,26 @@ impl Config {
                 var: "MAX_BODY_BYTES",
                 message: "at most 16 MiB (the broker's message.max.bytes must also allow it)"
                     .into(),
+            });
+        }
+        if !(8 * 1024..=1024 * 1024).contains(&self.max_header_bytes) {
+            return Err(ConfigError {
+                var: "MAX_HEADER_BYTES",
+                message: "must be between 8 KiB (hyper's minimum buffer) and 1 MiB".into(),
+            });
+        }
+        if self.body_budget_bytes < self.max_body_bytes
+            || self.body_budget_bytes > u64::from(u32::MAX)
+        {
+            return Err(ConfigError {
+                var: "BODY_BUDGET_BYTES",
+                message: "must be at least MAX_BODY_BYTES (or no maximal body could be read) and below 4 GiB".into(),
+            });
+        }
+        if self.admin_addr.is_some_and(|a| a == self.listen_addr) {
+            return Err(ConfigError {
+                var: "EDGE_ADMIN_ADDR",
+                message: "must differ from EDGE_LISTEN_ADDR".into(),
             });
         }
         if self.max_connections == 0 {
@@ -250,5 +314,43 @@ impl Config {
             .filter_map(|p| p.split_once('='))
             .map(|(u, k)| (u.trim().to_string(), k.trim().to_string()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(env: &[&str]) -> Result<(), ConfigError> {
+        let args = std::iter::once("edge").chain(env.iter().copied());
+        Config::try_parse_from(args).expect("parses").validate()
+    }
+
+    #[test]
+    fn duplicate_healthkit_keys_refuse_start_without_naming_the_key() {
+        assert!(parse(&["--healthkit-api-keys", "alice=k1,bob=k2,alice=k3"]).is_ok());
+        let err = parse(&["--healthkit-api-keys", "alice=sk-secret-1,bob= sk-secret-1"])
+            .expect_err("duplicate key");
+        assert_eq!(err.var, "HEALTHKIT_API_KEYS");
+        let text = err.to_string();
+        assert!(text.contains("alice") && text.contains("bob"), "{text}");
+        assert!(!text.contains("sk-secret-1"), "{text}");
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        let err = parse(&["--max-header-bytes", "4096"]).expect_err("too small for hyper");
+        assert_eq!(err.var, "MAX_HEADER_BYTES");
+        let err = parse(&["--body-budget-bytes", "1000"]).expect_err("below MAX_BODY_BYTES");
+        assert_eq!(err.var, "BODY_BUDGET_BYTES");
+        let err = parse(&[
+            "--listen-addr",
+            "127.0.0.1:1",
+            "--admin-addr",
+            "127.0.0.1:1",
+        ])
+        .expect_err("same address");
+        assert_eq!(err.var, "EDGE_ADMIN_ADDR");
+        assert!(parse(&[]).is_ok());
     }
 }

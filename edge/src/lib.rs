@@ -5,6 +5,8 @@ pub mod config;
 pub mod generic_sources;
 pub mod metrics;
 pub mod producer;
+pub mod ready;
 pub mod routes;
 pub mod serve;
+pub mod trace_context;
 pub mod verify;

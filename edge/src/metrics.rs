@@ -140,7 +140,7 @@ impl Metrics {
         InFlight(&self.in_flight)
     }
 
-    /// Prometheus text exposition.
+    /// OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
@@ -155,5 +155,42 @@ pub struct InFlight<'a>(&'a Gauge<i64, AtomicI64>);
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_text_names_counter_families_by_their_samples() {
+        let m = Metrics::new();
+        m.rejected("terra", "bad_signature");
+        m.request_done("terra", 401, 0.01);
+        let open = m.encode();
+        assert!(open.contains("# TYPE edge_rejected counter"), "{open}");
+        assert!(open.ends_with("# EOF\n"), "{open}");
+        let classic = bridge_core::telemetry::to_classic(&m.encode());
+        assert!(
+            classic.contains("# TYPE edge_rejected_total counter\n"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# HELP edge_rejected_total Webhook requests refused"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("edge_rejected_total{vendor=\"terra\",reason=\"bad_signature\"} 1\n"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# TYPE edge_request_duration_seconds histogram\n"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# TYPE edge_in_flight_requests gauge\n"),
+            "{classic}"
+        );
+        assert!(!classic.contains("# EOF"), "{classic}");
     }
 }

@@ -7,18 +7,21 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bridge_core::{RawEnvelope, RegisteredCodec, SchemaRegistry};
-use bytes::{Buf, BytesMut};
+use bridge_core::{RawEnvelope, RegisteredCodec};
+use bytes::Buf;
 use futures::{Stream, StreamExt};
 use http::{HeaderMap, Method, StatusCode};
 use rdkafka::producer::FutureProducer;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 use warp::Filter;
 use warp::reply::Response;
 
 use crate::metrics::Metrics;
 use crate::producer;
-use crate::verify::{OuraVerifier, Request, Verified, Verifier};
+use crate::ready::Readiness;
+use crate::trace_context::{self, Incoming};
+use crate::verify::{Head, OuraVerifier, Request, Verified, Verifier, VerifyError};
 
 /// Everything a request handler needs, shared by all connections.
 pub struct App {
@@ -30,8 +33,8 @@ pub struct App {
     pub producer: FutureProducer,
     /// Envelope codec pinned to the registry id.
     pub codec: RegisteredCodec,
-    /// Registry client, for `/ready`.
-    pub registry: SchemaRegistry,
+    /// Kafka and registry health, kept current by a background check.
+    pub readiness: Arc<Readiness>,
     /// Raw topic.
     pub topic: String,
     /// Wait for an acknowledgement at most this long.
@@ -42,39 +45,79 @@ pub struct App {
     pub max_body_bytes: u64,
     /// Longest a client may take to send its body.
     pub body_read_timeout: Duration,
+    /// Bytes of bodies in flight across all connections, one permit per byte.
+    pub body_budget: Arc<Semaphore>,
     /// Recorded in each envelope.
     pub instance_id: String,
     /// Telemetry.
     pub metrics: Metrics,
 }
 
-/// All routes of the edge.
+/// How long a body waits for room in the global budget before 503: long enough to
+/// ride out a burst of large bodies finishing, short against vendors' timeouts.
+const BUDGET_WAIT: Duration = Duration::from_secs(1);
+
+/// Every route of the edge on one listener (no `EDGE_ADMIN_ADDR`).
 pub fn routes(
     app: Arc<App>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
-    let with_app = {
-        let app = app.clone();
-        warp::any().map(move || app.clone())
-    };
+    admin(app.clone())
+        .or(webhooks(app))
+        .unify()
+        .recover(recover)
+        .unify()
+}
+
+/// `/webhooks/{vendor}` only, for the public listener when an admin listener exists.
+pub fn webhook_routes(
+    app: Arc<App>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    webhooks(app).recover(recover).unify()
+}
+
+/// `/health`, `/ready` and `/metrics` only, for the admin listener.
+pub fn admin_routes(
+    app: Arc<App>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    admin(app).recover(recover).unify()
+}
+
+fn admin(
+    app: Arc<App>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static {
+    let with_app = warp::any().map(move || app.clone());
     let health = warp::path!("health")
         .and(warp::get())
         .map(|| json(StatusCode::OK, r#"{"status":"ok"}"#));
     let ready = warp::path!("ready")
         .and(warp::get())
         .and(with_app.clone())
-        .then(ready);
+        .map(|app: Arc<App>| ready(&app));
     let metrics = warp::path!("metrics")
         .and(warp::get())
-        .and(with_app.clone())
-        .map(|app: Arc<App>| {
-            let mut r = Response::new(app.metrics.encode().into());
+        .and(warp::header::optional::<String>("accept"))
+        .and(with_app)
+        .map(|accept: Option<String>, app: Arc<App>| {
+            // Each body is labelled with the format it is in, or a scraper picks the
+            // wrong parser: OpenMetrics for those that ask (Prometheus does), the
+            // classic text format otherwise (promtool, curl).
+            let (content_type, body) =
+                bridge_core::telemetry::exposition(app.metrics.encode(), accept.as_deref());
+            let mut r = Response::new(body.into());
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                http::HeaderValue::from_static(content_type),
             );
             r
         });
-    let webhook = warp::path!("webhooks" / String)
+    health.or(ready).unify().or(metrics).unify()
+}
+
+fn webhooks(
+    app: Arc<App>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static {
+    let with_app = warp::any().map(move || app.clone());
+    warp::path!("webhooks" / String)
         .and(warp::method())
         .and(warp::header::headers_cloned())
         .and(
@@ -90,7 +133,10 @@ pub fn routes(
                 let started = Instant::now();
                 let _in_flight = app.metrics.in_flight();
                 let span = tracing::info_span!("webhook", vendor = %vendor);
-                let response = handle(&app, &vendor, method, headers, query, body)
+                let trace = Incoming::from_headers(&headers);
+                // Before the span is entered: see `Incoming::continue_in`.
+                trace.continue_in(&span);
+                let response = handle(&app, &vendor, method, headers, query, body, trace)
                     .instrument(span)
                     .await;
                 let label = if app.verifiers.contains_key(&vendor) {
@@ -105,42 +151,23 @@ pub fn routes(
                 );
                 response
             },
-        );
-    health
-        .or(ready)
-        .unify()
-        .or(metrics)
-        .unify()
-        .or(webhook)
-        .unify()
-        .recover(|rejection: warp::Rejection| async move {
-            let (status, message) = if rejection.is_not_found() {
-                (StatusCode::NOT_FOUND, "not found")
-            } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-                (StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-            } else {
-                (StatusCode::BAD_REQUEST, "bad request")
-            };
-            Ok::<_, Infallible>(error(status, message))
-        })
-        .unify()
+        )
 }
 
-async fn ready(app: Arc<App>) -> Response {
-    let (kafka, registry) = tokio::join!(
-        producer::reachable(&app.producer, &app.topic, Duration::from_secs(2)),
-        app.registry.check()
-    );
-    // A fatal idempotent-producer error never clears: report not-ready so the
-    // orchestrator restarts the edge instead of it answering 503 forever.
-    let fatal = rdkafka::producer::Producer::client(&app.producer)
-        .fatal_error()
-        .map(|(_, reason)| reason);
-    if let Some(reason) = &fatal {
-        tracing::error!(message = "Kafka producer is in a fatal state; restart the edge.", %reason);
-    }
-    let kafka = kafka && fatal.is_none();
-    let registry = registry.is_ok();
+async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible> {
+    let (status, message) = if rejection.is_not_found() {
+        (StatusCode::NOT_FOUND, "not found")
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+    } else {
+        (StatusCode::BAD_REQUEST, "bad request")
+    };
+    Ok(error(status, message))
+}
+
+fn ready(app: &App) -> Response {
+    let kafka = app.readiness.kafka();
+    let registry = app.readiness.registry();
     let body = format!(r#"{{"kafka":{kafka},"schema_registry":{registry}}}"#);
     let status = if kafka && registry {
         StatusCode::OK
@@ -150,6 +177,28 @@ async fn ready(app: Arc<App>) -> Response {
     json(status, &body)
 }
 
+/// One answer per kind of verification failure, so the body does not tell an
+/// attacker which check failed (stale or forged, unknown key or missing key).
+fn refusal(app: &App, vendor: &str, e: VerifyError) -> Response {
+    app.metrics.rejected(vendor, e.reason());
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    let message = match status {
+        StatusCode::BAD_REQUEST => "bad request",
+        StatusCode::FORBIDDEN => "forbidden",
+        _ => "unauthorized",
+    };
+    error(status, message)
+}
+
+fn unavailable(app: &App) -> Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable");
+    r.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from(app.retry_after_secs),
+    );
+    r
+}
+
 async fn handle<S, B>(
     app: &App,
     vendor: &str,
@@ -157,6 +206,7 @@ async fn handle<S, B>(
     headers: HeaderMap,
     query: Option<String>,
     body: S,
+    trace: Incoming,
 ) -> Response
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
@@ -173,13 +223,37 @@ where
         app.metrics.rejected(vendor, "method");
         return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     }
+    // Everything decidable from the head is decided before one body byte is read:
+    // an unauthenticated client costs no buffer and no budget.
+    let content_length = match headers.get(http::header::CONTENT_LENGTH) {
+        None => None,
+        Some(v) => match v.to_str().ok().and_then(|v| v.parse::<u64>().ok()) {
+            Some(n) => Some(n),
+            None => {
+                app.metrics.rejected(vendor, "bad_content_length");
+                return error(StatusCode::BAD_REQUEST, "bad request");
+            }
+        },
+    };
+    let head = Head {
+        headers: &headers,
+        content_length,
+        now: unix_now(),
+    };
+    if let Err(e) = verifier.precheck(&head) {
+        return refusal(app, vendor, e);
+    }
+    if content_length.is_some_and(|n| n > app.max_body_bytes) {
+        app.metrics.rejected(vendor, "too_large");
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+    }
     // A client that trickles its body must not hold a connection and a buffer forever.
     let read = tokio::time::timeout(
         app.body_read_timeout,
-        read_body(&headers, body, app.max_body_bytes),
+        read_body(body, content_length, app.max_body_bytes, &app.body_budget),
     );
-    let body = match read.await.unwrap_or(Err(BodyError::Timeout)) {
-        Ok(body) => body,
+    let (body, _budget) = match read.await.unwrap_or(Err(BodyError::Timeout)) {
+        Ok(read) => read,
         Err(BodyError::Timeout) => {
             app.metrics.rejected(vendor, "body_timeout");
             return error(StatusCode::REQUEST_TIMEOUT, "body not received in time");
@@ -192,8 +266,18 @@ where
             app.metrics.rejected(vendor, "body_read");
             return error(StatusCode::BAD_REQUEST, "could not read body");
         }
+        Err(BodyError::Budget) => {
+            tracing::warn!(
+                message = "Body budget exhausted; answering 503.",
+                vendor,
+                bytes = content_length
+            );
+            app.metrics.rejected(vendor, "body_budget");
+            return unavailable(app);
+        }
     };
     let now = unix_now();
+    let query = query.filter(|_| verifier.records_query());
     let request = Request {
         headers: &headers,
         query: query.as_deref(),
@@ -203,36 +287,26 @@ where
     let principal = match verifier.verify(&request) {
         Ok(Verified::Accept { principal }) => principal,
         Ok(Verified::Ping) => return json(StatusCode::OK, r#"{"status":"ok"}"#),
-        Err(e) => {
-            app.metrics.rejected(vendor, e.reason());
-            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-            return error(status, &e.to_string());
-        }
+        Err(e) => return refusal(app, vendor, e),
     };
     let key = verifier
         .partition_key(&request, principal.as_deref())
         .unwrap_or_else(|| format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&body)));
 
     let event_id = uuid::Uuid::now_v7().to_string();
-    let span = tracing::Span::current();
-    if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
-        bridge_core::telemetry::set_parent(&span, tp);
-    }
-    let traceparent = bridge_core::telemetry::traceparent(&span).or_else(|| {
-        headers
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    });
+    // The edge span's own context when OpenTelemetry is on (same trace, our span
+    // id); else the validated incoming value; else a new trace. Never the raw header.
+    let traceparent = bridge_core::telemetry::traceparent(&tracing::Span::current())
+        .or(trace.traceparent)
+        .unwrap_or_else(trace_context::fresh_traceparent);
+    // Bounded by MAX_HEADER_BYTES, like everything else taken from the head.
     let mut kept = HashMap::new();
     for name in verifier.kept_headers() {
         if let Some(v) = headers.get(*name).and_then(|v| v.to_str().ok()) {
             kept.insert((*name).to_string(), v.to_string());
         }
     }
-    if let Some(tp) = &traceparent {
-        kept.insert("traceparent".into(), tp.clone());
-    }
+    kept.insert("traceparent".into(), traceparent.clone());
     let envelope = RawEnvelope {
         event_id: event_id.clone(),
         vendor: vendor.to_string(),
@@ -244,7 +318,8 @@ where
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
-        body: body.to_vec(),
+        // Moved, not copied: the budget counts each body once per copy we can avoid.
+        body,
         edge_instance: app.instance_id.clone(),
     };
     let payload = match app.codec.encode(envelope.into_avro()) {
@@ -261,7 +336,7 @@ where
         &app.topic,
         key.as_bytes(),
         &payload,
-        traceparent.as_deref(),
+        Some(&traceparent),
         app.produce_timeout,
     )
     .await;
@@ -287,12 +362,7 @@ where
         Err(e) => {
             tracing::warn!(message = "Kafka did not take the record; answering 503.", error = %e, vendor);
             app.metrics.rejected(vendor, e.reason());
-            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable");
-            r.headers_mut().insert(
-                http::header::RETRY_AFTER,
-                http::HeaderValue::from(app.retry_after_secs),
-            );
-            r
+            unavailable(app)
         }
     }
 }
@@ -306,11 +376,7 @@ fn oura_handshake(app: &App, query: Option<&str>) -> Response {
             let body = serde_json::json!({ "challenge": challenge }).to_string();
             json(StatusCode::OK, &body)
         }
-        Err(e) => {
-            app.metrics.rejected("oura", e.reason());
-            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-            error(status, &e.to_string())
-        }
+        Err(e) => refusal(app, "oura", e),
     }
 }
 
@@ -318,32 +384,40 @@ enum BodyError {
     TooLarge,
     Read,
     Timeout,
+    Budget,
 }
 
-/// Refuses by Content-Length before reading, and stops reading at the limit for
-/// chunked bodies that did not announce their size.
+/// Reads the body into memory, holding budget permits for every byte buffered, taken
+/// chunk by chunk as bytes arrive: reserving an announced length up front would let
+/// a few clients that announce 1 MiB and then send nothing hold the whole budget.
+/// Stops at `max`.
 async fn read_body<S, B>(
-    headers: &HeaderMap,
     mut body: S,
+    announced: Option<u64>,
     max: u64,
-) -> Result<bytes::Bytes, BodyError>
+    budget: &Arc<Semaphore>,
+) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), BodyError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
-    let announced = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > max) {
-        return Err(BodyError::TooLarge);
-    }
-    // Capped: a client announcing 1 MiB and sending nothing must not reserve it.
-    let mut buf = BytesMut::with_capacity(announced.unwrap_or(0).min(max).min(64 * 1024) as usize);
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    let mut reserved = 0u64;
+    // Capped: a client announcing 1 MiB and sending nothing must not get it allocated.
+    let mut buf = Vec::with_capacity(announced.unwrap_or(0).min(max).min(64 * 1024) as usize);
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk.map_err(|_| BodyError::Read)?;
-        if (buf.len() + chunk.remaining()) as u64 > max {
+        let len = (buf.len() + chunk.remaining()) as u64;
+        if len > max {
             return Err(BodyError::TooLarge);
+        }
+        if len > reserved {
+            let more = reserve(budget, len - reserved).await?;
+            match &mut held {
+                Some(h) => h.merge(more),
+                None => held = Some(more),
+            }
+            reserved = len;
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -352,7 +426,15 @@ where
             chunk.advance(n);
         }
     }
-    Ok(buf.freeze())
+    Ok((buf, held))
+}
+
+async fn reserve(budget: &Arc<Semaphore>, bytes: u64) -> Result<OwnedSemaphorePermit, BodyError> {
+    let n = u32::try_from(bytes).map_err(|_| BodyError::TooLarge)?;
+    match tokio::time::timeout(BUDGET_WAIT, budget.clone().acquire_many_owned(n)).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(BodyError::Budget),
+    }
 }
 
 fn unix_now() -> i64 {

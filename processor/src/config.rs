@@ -325,7 +325,8 @@ pub struct Config {
     )]
     pub group_id: String,
 
-    /// Topic canonical readings are published to.
+    /// The readings changelog: every change of `readings`, keyed by the reading's
+    /// identity, tombstones for removals. Created compacted at start when missing.
     #[arg(long, env = "READINGS_TOPIC", default_value = "biometrics.readings.v1")]
     pub readings_topic: String,
 

@@ -113,6 +113,16 @@ impl Dedup {
         })
     }
 
+    /// Whether Redis answers a `PING` within the call timeout (the health gauge).
+    pub async fn ping(&self) -> bool {
+        let mut conn = self.conn.clone();
+        let ping = redis::cmd("PING");
+        matches!(
+            tokio::time::timeout(self.call_timeout, ping.query_async::<()>(&mut conn)).await,
+            Ok(Ok(()))
+        )
+    }
+
     /// Keeps this consumer group's marks apart from every other group's (and from
     /// other normalizer versions).
     pub fn with_namespace(mut self, group: &str) -> Self {

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod dedup;
 pub mod fetch;
+pub mod health;
 pub mod metrics;
 pub mod model;
 pub mod normalize;

@@ -1,9 +1,14 @@
 //! The processor's named telemetry events. Bounded labels only.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::TypedMetric;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -50,6 +55,42 @@ struct OpenReasonLabels {
     reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DependencyLabels {
+    dependency: &'static str,
+}
+
+/// The dependencies whose health is a gauge (`processor_dependency_up{dependency}`).
+pub const DEPENDENCIES: [&str; 4] = ["kafka", "schema_registry", "postgres", "redis"];
+
+/// `processor_batch_age_seconds`, computed at scrape time so it grows while a batch is
+/// stuck: the age of the oldest record consumed but not yet stored. No sample while no
+/// batch is in flight (an idle replica holds nothing back; it is not "age zero").
+#[derive(Debug, Default)]
+struct BatchAge {
+    /// Kafka timestamp (ms since the epoch) of the in-flight batch's oldest record.
+    oldest_ms: Mutex<Option<i64>>,
+}
+
+impl Collector for BatchAge {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let oldest = *self.oldest_ms.lock().unwrap_or_else(|e| e.into_inner());
+        let metric = encoder.encode_descriptor(
+            "processor_batch_age_seconds",
+            "Age of the oldest raw record consumed but not yet stored (from its Kafka timestamp); absent while no batch is in flight",
+            None,
+            ConstGauge::<f64>::TYPE,
+        )?;
+        match oldest {
+            Some(ms) => {
+                let now = chrono::Utc::now().timestamp_millis();
+                ConstGauge::new((now - ms).max(0) as f64 / 1000.0).encode(metric)
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 /// Fetched vendors as bounded label values.
 fn vendor_label(vendor: &str) -> &'static str {
     match vendor {
@@ -83,6 +124,29 @@ fn reason_label(reason: &str) -> &'static str {
         .unwrap_or("other")
 }
 
+/// A labelled family listed (HELP and TYPE) from the first scrape, before its first
+/// sample: an SRE's queries, alerts and Prometheus' metadata see every family at once.
+/// (`prometheus-client` leaves an empty family out of the exposition.)
+#[derive(Debug)]
+struct Listed<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Listed<M> {
+    fn encode(
+        &self,
+        encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        self.0.metric_type()
+    }
+
+    fn is_empty(&self) -> bool {
+        false
+    }
+}
+
 /// Prometheus registry and the processor's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -103,6 +167,12 @@ pub struct Metrics {
     parked_retries: Family<VendorStatusLabels, Counter>,
     rate_limit_waits: Family<VendorStatusLabels, Counter>,
     rate_limit_wait_seconds: Family<VendorLabels, Histogram>,
+    in_flight: Gauge,
+    batch_age: std::sync::Arc<BatchAge>,
+    dependency_up: Family<DependencyLabels, Gauge>,
+    parked_oldest: Family<OpenReasonLabels, Gauge<f64, AtomicU64>>,
+    start_time: Gauge<f64, AtomicU64>,
+    implausible: Family<ReadingLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -138,12 +208,20 @@ impl Metrics {
             rate_limit_wait_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 12))
             }),
+            in_flight: Gauge::default(),
+            batch_age: std::sync::Arc::new(BatchAge::default()),
+            dependency_up: Family::default(),
+            parked_oldest: Family::default(),
+            start_time: Gauge::default(),
+            implausible: Family::default(),
             registry: Registry::default(),
         };
+        m.start_time
+            .set(chrono::Utc::now().timestamp_micros() as f64 / 1e6);
         registry.register(
             "processor_readings",
             "Canonical readings written, by vendor and metric",
-            m.readings.clone(),
+            Listed(m.readings.clone()),
         );
         registry.register(
             "processor_raw_records",
@@ -173,17 +251,17 @@ impl Metrics {
         registry.register(
             "processor_dlq",
             "Raw records sent to the dead-letter topic, by reason",
-            m.dlq.clone(),
+            Listed(m.dlq.clone()),
         );
         registry.register(
             "processor_retries",
             "Transient failures retried, by stage",
-            m.retries.clone(),
+            Listed(m.retries.clone()),
         );
         registry.register(
             "processor_consumer_lag",
             "High watermark minus next offset, by partition",
-            m.lag.clone(),
+            Listed(m.lag.clone()),
         );
         registry.register(
             "processor_tombstones",
@@ -194,39 +272,109 @@ impl Metrics {
             "processor_fetches",
             "Vendor API requests for notifications, by vendor and status \
              (ok, unauthorized, not_found, rate_limited, unavailable, rejected, bad_body)",
-            m.fetches.clone(),
+            Listed(m.fetches.clone()),
         );
         registry.register(
             "processor_token_refreshes",
             "OAuth token refreshes, by vendor and status (ok, reused, revoked, error, not_configured)",
-            m.refreshes.clone(),
+            Listed(m.refreshes.clone()),
         );
         registry.register(
             "processor_parked_notifications",
             "Notifications parked (or closed without readings), by vendor and reason",
-            m.parked.clone(),
+            Listed(m.parked.clone()),
         );
         registry.register(
             "processor_parked_notifications_open",
             "Parked notifications waiting for a retry, by reason",
-            m.parked_open.clone(),
+            Listed(m.parked_open.clone()),
         );
         registry.register(
             "processor_parked_retries",
             "Retries of parked notifications, by vendor and status (done, parked_again, closed)",
-            m.parked_retries.clone(),
+            Listed(m.parked_retries.clone()),
         );
         registry.register(
             "processor_rate_limit_waits",
             "Requests held by the client-side rate limit, by vendor and status (waited, parked)",
-            m.rate_limit_waits.clone(),
+            Listed(m.rate_limit_waits.clone()),
         );
         registry.register(
             "processor_rate_limit_wait_seconds",
             "Time requests waited for a rate-limit slot, by vendor",
-            m.rate_limit_wait_seconds.clone(),
+            Listed(m.rate_limit_wait_seconds.clone()),
+        );
+        registry.register(
+            "processor_records_in_flight",
+            "Raw records consumed whose offsets are not stored yet (the batch being processed)",
+            m.in_flight.clone(),
+        );
+        registry.register_collector(Box::new(m.batch_age.clone()));
+        registry.register(
+            "processor_dependency_up",
+            "1 when the dependency answered the last health probe, 0 when it did not \
+             (kafka, schema_registry, postgres, redis)",
+            Listed(m.dependency_up.clone()),
+        );
+        registry.register(
+            "processor_parked_notifications_oldest_age_seconds",
+            "Age of the oldest open parked notification, by reason",
+            Listed(m.parked_oldest.clone()),
+        );
+        registry.register(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch, in seconds",
+            m.start_time.clone(),
+        );
+        registry.register(
+            "processor_implausible",
+            "Values outside their metric's plausible range, not stored, by vendor and metric",
+            m.implausible.clone(),
         );
         Metrics { registry, ..m }
+    }
+
+    /// A batch of `records` raw records, the oldest stamped `oldest_ms` by Kafka (ms
+    /// since the epoch), is now being processed.
+    pub fn batch_started(&self, records: usize, oldest_ms: Option<i64>) {
+        self.in_flight.set(records as i64);
+        // A record without a timestamp counts from now: never older than it is.
+        let oldest = oldest_ms.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+        *self
+            .batch_age
+            .oldest_ms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(oldest);
+    }
+
+    /// The in-flight batch was stored, abandoned or failed: nothing is held any more.
+    pub fn batch_ended(&self) {
+        self.in_flight.set(0);
+        *self
+            .batch_age
+            .oldest_ms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Result of one health probe of `dependency` (one of [`DEPENDENCIES`]).
+    pub fn dependency(&self, dependency: &'static str, up: bool) {
+        self.dependency_up
+            .get_or_create(&DependencyLabels { dependency })
+            .set(i64::from(up));
+    }
+
+    /// Age in seconds of the oldest open parked notification per reason, as read from
+    /// PostgreSQL; reasons without open rows have no sample.
+    pub fn parked_oldest(&self, ages: &[(String, f64)]) {
+        self.parked_oldest.clear();
+        for (reason, age) in ages {
+            self.parked_oldest
+                .get_or_create(&OpenReasonLabels {
+                    reason: reason_label(reason).to_owned(),
+                })
+                .set(*age);
+        }
     }
 
     /// Readings of `vendor`/`metric` were committed.
@@ -237,6 +385,16 @@ impl Metrics {
                 metric,
             })
             .inc_by(n);
+    }
+
+    /// A value of `vendor`/`metric` was outside its plausible range and not stored.
+    pub fn implausible(&self, vendor: &str, metric: &'static str) {
+        self.implausible
+            .get_or_create(&ReadingLabels {
+                vendor: vendor.to_string(),
+                metric,
+            })
+            .inc();
     }
 
     /// A batch of `records` raw records finished after `seconds`.
@@ -347,10 +505,72 @@ impl Metrics {
             .set(lag);
     }
 
-    /// Prometheus text exposition.
+    /// OpenMetrics text exposition (see `bridge_core::telemetry::exposition` for what a
+    /// scrape is served).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(text: &str, name: &str) -> Option<f64> {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+    }
+
+    #[test]
+    fn batch_age_grows_from_the_oldest_record_and_vanishes_when_stored() {
+        let m = Metrics::new();
+        let text = m.encode();
+        assert!(text.contains("# TYPE processor_batch_age_seconds gauge"));
+        assert_eq!(sample(&text, "processor_batch_age_seconds"), None);
+
+        let ten_s_ago = chrono::Utc::now().timestamp_millis() - 10_000;
+        m.batch_started(7, Some(ten_s_ago));
+        let text = m.encode();
+        let age = sample(&text, "processor_batch_age_seconds").expect("age while in flight");
+        assert!((10.0..60.0).contains(&age), "age {age}");
+        assert_eq!(sample(&text, "processor_records_in_flight"), Some(7.0));
+
+        m.batch_ended();
+        let text = m.encode();
+        assert_eq!(sample(&text, "processor_batch_age_seconds"), None);
+        assert_eq!(sample(&text, "processor_records_in_flight"), Some(0.0));
+    }
+
+    #[test]
+    fn empty_families_are_listed_and_parked_ages_are_replaced_not_accumulated() {
+        let m = Metrics::new();
+        let text = m.encode();
+        for family in [
+            "# TYPE processor_dlq counter",
+            "# TYPE processor_consumer_lag gauge",
+            "# TYPE processor_dependency_up gauge",
+            "# TYPE processor_parked_notifications_oldest_age_seconds gauge",
+            "# TYPE processor_rate_limit_wait_seconds histogram",
+        ] {
+            assert!(text.contains(family), "{family} missing:\n{text}");
+        }
+        m.parked_oldest(&[("unlinked".into(), 30.0), ("bogus".into(), 5.0)]);
+        let text = m.encode();
+        assert!(text.contains(
+            "processor_parked_notifications_oldest_age_seconds{reason=\"unlinked\"} 30.0"
+        ));
+        assert!(
+            text.contains(
+                "processor_parked_notifications_oldest_age_seconds{reason=\"other\"} 5.0"
+            )
+        );
+        m.parked_oldest(&[]);
+        assert!(
+            !m.encode()
+                .contains("processor_parked_notifications_oldest_age_seconds{")
+        );
     }
 }

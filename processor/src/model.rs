@@ -181,11 +181,76 @@ pub struct Reading {
     pub end_time: DateTime<Utc>,
     /// The vendor's id of the document this came from (summary id, sleep id, workout id…).
     pub source_record_id: String,
-    /// Device or app that produced it, when the vendor says (`OURA` via Terra, `Apple Watch`).
+    /// Provider or device that produced it, when the vendor says (`OURA` via Terra,
+    /// `Apple Watch`). Part of the document's identity.
     pub source: Option<String>,
-    /// Vendor recency for cumulative documents (Terra `x-terra-ordering-timestamp`, ms):
-    /// a row is only overwritten by a reading whose ordering is at least as high.
+    /// Vendor recency of the document version (Terra `x-terra-ordering-timestamp`, ms):
+    /// a version replaces the document's rows only when its ordering is at least the
+    /// stored version's, or when either has none.
     pub ordering: Option<i64>,
+}
+
+/// What identifies a reading: its source document (user, vendor, vendor document id,
+/// provider/device) plus what was measured over which interval. The changelog topic is
+/// keyed by it; `readings_identity_key` is the same columns.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReadingKey {
+    /// Our user id.
+    pub user_id: String,
+    /// Vendor.
+    pub vendor: String,
+    /// The vendor's document id.
+    pub source_record_id: String,
+    /// Provider or device, when the vendor names one.
+    pub source: Option<String>,
+    /// Canonical metric name ([`Metric::as_str`]).
+    pub metric: String,
+    /// Start of the interval, microseconds since the Unix epoch (as stored).
+    pub start_micros: i64,
+    /// End of the interval, microseconds since the Unix epoch (as stored).
+    pub end_micros: i64,
+}
+
+impl Reading {
+    /// This reading's identity, with times truncated to microseconds as PostgreSQL stores them.
+    pub fn key(&self) -> ReadingKey {
+        ReadingKey {
+            user_id: self.user_id.clone(),
+            vendor: self.vendor.clone(),
+            source_record_id: self.source_record_id.clone(),
+            source: self.source.clone(),
+            metric: self.metric.as_str().to_owned(),
+            start_micros: self.start_time.timestamp_micros(),
+            end_micros: self.end_time.timestamp_micros(),
+        }
+    }
+}
+
+/// One change the `readings` table made, as the changelog publishes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A row was inserted or its value changed; `reading` is the row now stored.
+    /// `envelope` is the position, in its [`Batch`](crate::sink::Batch), of the envelope
+    /// the reading came from (0 for batches not built with `push`).
+    Upsert {
+        /// The stored reading.
+        reading: Reading,
+        /// Index of the originating envelope within the batch.
+        envelope: usize,
+    },
+    /// A row was removed: a newer version of its document no longer has it, or the vendor
+    /// deleted the document.
+    Delete(ReadingKey),
+}
+
+impl Change {
+    /// The user whose row changed.
+    pub fn user_id(&self) -> &str {
+        match self {
+            Change::Upsert { reading, .. } => &reading.user_id,
+            Change::Delete(key) => &key.user_id,
+        }
+    }
 }
 
 /// A deletion named by the vendor: every reading of that source record goes.

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bridge_core::{RawEnvelope, RegisteredCodec, SchemaRegistry};
+use bridge_core::{RawEnvelope, SchemaRegistry};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
@@ -30,10 +30,11 @@ use crate::fetch::notification::Vendor;
 use crate::fetch::parking::{Origin, Park};
 use crate::fetch::{Fetch, Outcome};
 use crate::metrics::Metrics;
+use crate::model::Change;
 use crate::normalize;
-use crate::publish::{self, DeadLetter, Provenance};
-use crate::sink::Batch;
+use crate::publish::{self, Changelog, DeadLetter, Provenance};
 use crate::sink::postgres::PgSink;
+use crate::sink::{Batch, Written};
 
 /// Consumer context that turns librdkafka statistics into the per-partition lag gauge
 /// (no extra broker round trips: librdkafka already tracks the high watermark).
@@ -93,8 +94,8 @@ pub struct Pipeline {
     pub consumer: Arc<StreamConsumer<LagContext>>,
     /// Registry client (envelope decoding).
     pub registry: SchemaRegistry,
-    /// Reading codec pinned to its registry id.
-    pub readings_codec: RegisteredCodec,
+    /// The readings changelog (its producer is `producer`).
+    pub changelog: Arc<Changelog>,
     /// Producer for readings and dead letters.
     pub producer: FutureProducer,
     /// PostgreSQL.
@@ -151,6 +152,26 @@ impl Item<'_> {
     }
 }
 
+/// Pairs each change with the provenance of the envelope it came from: `items[i]` is
+/// envelope `i` of the batch `Item::batch(items)` built.
+fn with_provenance(
+    changes: Vec<Change>,
+    items: &[Item<'_>],
+) -> impl Iterator<Item = (Change, Option<Provenance>)> {
+    changes.into_iter().map(move |change| {
+        let provenance = match &change {
+            Change::Upsert { envelope, .. } => items.get(*envelope).map(|item| Provenance {
+                event_id: item.env.event_id.clone(),
+                partition: item.msg.partition(),
+                offset: item.msg.offset(),
+                traceparent: item.env.header("traceparent").map(str::to_string),
+            }),
+            Change::Delete(_) => None,
+        };
+        (change, provenance)
+    })
+}
+
 struct DeadLetterReason {
     reason: &'static str,
     detail: String,
@@ -171,6 +192,15 @@ impl Pipeline {
             }
             let started = Instant::now();
             let n = batch.len();
+            self.metrics.batch_started(
+                n,
+                batch.iter().filter_map(|m| m.timestamp().to_millis()).min(),
+            );
+            // One trace per batch, linked to the request trace of each record in it.
+            let span = stage_span(
+                tracing::info_span!("batch", records = n),
+                batch.iter().filter_map(kafka_traceparent),
+            );
             // A batch ends by succeeding, by shutdown plus the drain bound, or after
             // MAX_BATCH_TIME of retrying an outage: past max.poll.interval.ms the group
             // would evict this member and hand its partitions over while the batch could
@@ -188,7 +218,9 @@ impl Pipeline {
                     }
                 }
             };
-            match self.process(batch, deadline).await {
+            let result = self.process(batch, deadline).instrument(span).await;
+            self.metrics.batch_ended();
+            match result {
                 Ok(offsets) => {
                     self.store_offsets(&offsets);
                     self.metrics.batch_done(n, started.elapsed().as_secs_f64());
@@ -344,7 +376,13 @@ impl Pipeline {
             .iter()
             .map(|d| d.result.as_ref().ok().map(Dedup::delivery_key))
             .collect();
-        let seen = self.seen(&keys).await;
+        let span = stage_span(
+            tracing::info_span!("seen_many"),
+            decoded
+                .iter()
+                .filter_map(|d| d.result.as_ref().ok()?.header("traceparent")),
+        );
+        let seen = self.seen(&keys).instrument(span).await;
 
         // 3a. Which envelopes are repeats (already committed, or a second copy within
         // this batch): decided first so that no repeat is fetched.
@@ -431,30 +469,37 @@ impl Pipeline {
         }
         self.metrics.dedup_hits(hits);
 
-        // 4. Upsert in one transaction. If PostgreSQL refuses the batch for a reason
-        // retrying cannot fix, fall back to one envelope at a time so only the
-        // offending envelope goes to the DLQ.
+        // 4. Upsert in one transaction, publishing the changelog before it commits. If
+        // PostgreSQL refuses the batch for a reason retrying cannot fix, fall back to one
+        // envelope at a time so only the offending envelope goes to the DLQ.
         let batch = Item::batch(&items);
         if !batch.is_empty() {
-            let span = tracing::info_span!("upsert", rows = batch.readings.len());
-            let outcome = self.write(&batch, &mut deadline).instrument(span).await?;
-            if let Err(error) = outcome {
-                tracing::warn!(message = "Batch refused by PostgreSQL; writing envelope by envelope.", %error);
-                let mut kept = Vec::with_capacity(items.len());
-                for item in items {
-                    match self
-                        .write(&Item::batch(std::slice::from_ref(&item)), &mut deadline)
-                        .await?
-                    {
-                        Ok(()) => kept.push(item),
-                        Err(e) => letters.push(self.dead_letter(
-                            item.msg,
-                            "rejected_by_database",
-                            e.to_string(),
-                        )),
+            let span = stage_span(
+                tracing::info_span!("upsert", rows = batch.readings.len()),
+                items.iter().filter_map(|i| i.env.header("traceparent")),
+            );
+            match self
+                .write(&batch, &items, &mut deadline)
+                .instrument(span)
+                .await?
+            {
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(message = "Batch refused by PostgreSQL; writing envelope by envelope.", %error);
+                    let mut kept = Vec::with_capacity(items.len());
+                    for item in items {
+                        let one = std::slice::from_ref(&item);
+                        match self.write(&Item::batch(one), one, &mut deadline).await? {
+                            Ok(_) => kept.push(item),
+                            Err(e) => letters.push(self.dead_letter(
+                                item.msg,
+                                "rejected_by_database",
+                                e.to_string(),
+                            )),
+                        }
                     }
+                    items = kept;
                 }
-                items = kept;
             }
             let mut counts: HashMap<(&str, &'static str), u64> = HashMap::new();
             for item in &items {
@@ -470,23 +515,6 @@ impl Pipeline {
                 self.metrics.readings_written(vendor, metric, n);
             }
         }
-        let published: Vec<(crate::model::Reading, Provenance)> = items
-            .iter()
-            .flat_map(|item| {
-                let prov = Provenance {
-                    event_id: item.env.event_id.clone(),
-                    partition: item.msg.partition(),
-                    offset: item.msg.offset(),
-                    traceparent: item.env.header("traceparent").map(str::to_string),
-                };
-                item.normalized
-                    .readings
-                    .iter()
-                    .filter(|r| crate::sink::postgres::reading_problem(r).is_none())
-                    .cloned()
-                    .map(move |r| (r, prov.clone()))
-            })
-            .collect();
         let mut processed_keys: Vec<String> = items.iter().filter_map(|i| i.key.clone()).collect();
 
         // 4b. Park what must wait, durably, before any offset is stored: a crash before
@@ -497,23 +525,7 @@ impl Pipeline {
         }
         processed_keys.extend(parked_keys);
 
-        // 5. Publish readings and dead letters; offsets wait for both.
-        if !published.is_empty() {
-            let span = tracing::info_span!("publish", records = published.len());
-            retry(&self.metrics, "publish", &mut deadline, || async {
-                publish::readings(
-                    &self.producer,
-                    &self.topics.readings,
-                    &self.readings_codec,
-                    &published,
-                )
-                .await
-                .map(Ok)
-                .map_err(|e| Transient(e.to_string()))
-            })
-            .instrument(span)
-            .await??;
-        }
+        // 5. Publish dead letters; offsets wait for them (the changes are already out).
         if !letters.is_empty() {
             for l in &letters {
                 self.metrics.dead_lettered(l.reason);
@@ -533,9 +545,18 @@ impl Pipeline {
         // line means a replay (idempotent upsert), never a loss.
         if let Some(dedup) = &self.dedup
             && !processed_keys.is_empty()
-            && let Err(e) = dedup.mark_many(&processed_keys).await
         {
-            self.metrics.dedup_error(&e);
+            let span = stage_span(
+                tracing::info_span!("mark_many", keys = processed_keys.len()),
+                items
+                    .iter()
+                    .map(|i| i.env)
+                    .chain(parks.iter().map(|(_, env, _)| *env))
+                    .filter_map(|env| env.header("traceparent")),
+            );
+            if let Err(e) = dedup.mark_many(&processed_keys).instrument(span).await {
+                self.metrics.dedup_error(&e);
+            }
         }
         Ok(offsets)
     }
@@ -648,15 +669,33 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Writes with retries on transient errors; `Ok(Err(_))` is a permanent refusal.
+    /// Writes with retries on transient errors, publishing the changes (`items[i]` is
+    /// envelope `i` of `batch`) before the commit; `Ok(Err(_))` is a permanent refusal.
     async fn write(
         &self,
         batch: &Batch,
+        items: &[Item<'_>],
         deadline: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
-    ) -> Result<Result<(), crate::sink::SinkError>, BatchError> {
+    ) -> Result<Result<Written, crate::sink::SinkError>, BatchError> {
         retry(&self.metrics, "upsert", deadline, || async {
-            match self.sink.write(batch).await {
-                Ok(_) => Ok(Ok(())),
+            let publish = |written: &Written| {
+                let changes: Vec<_> = with_provenance(written.changes.clone(), items).collect();
+                let span = stage_span(
+                    tracing::info_span!("publish", records = changes.len()),
+                    changes
+                        .iter()
+                        .filter_map(|(_, p)| p.as_ref()?.traceparent.as_deref()),
+                );
+                async move {
+                    self.changelog
+                        .publish(&changes)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                .instrument(span)
+            };
+            match self.sink.write_then(batch, publish).await {
+                Ok(written) => Ok(Ok(written)),
                 Err(e) if e.is_bad_data() => Ok(Err(e)),
                 Err(e) if e.is_transient() => Err(Transient(e.to_string())),
                 // A deployment fault (permissions, missing table, bad migration): good
@@ -732,6 +771,24 @@ impl Pipeline {
             tracing::debug!(message = "Offsets not stored (partition revoked?).", %error);
         }
     }
+}
+
+/// `span` with a link to each trace context in `traceparents` (capped: see
+/// `bridge_core::telemetry::MAX_LINKS_PER_SPAN`).
+fn stage_span<'a>(
+    span: tracing::Span,
+    traceparents: impl IntoIterator<Item = &'a str>,
+) -> tracing::Span {
+    bridge_core::telemetry::link_all(&span, traceparents);
+    span
+}
+
+/// The `traceparent` Kafka header the edge put on a raw record.
+fn kafka_traceparent(m: &OwnedMessage) -> Option<&str> {
+    m.headers()?
+        .iter()
+        .find(|h| h.key == "traceparent")
+        .and_then(|h| std::str::from_utf8(h.value?).ok())
 }
 
 /// A failure worth retrying.

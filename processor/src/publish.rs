@@ -1,5 +1,6 @@
-//! Publishing: canonical readings (Avro through the registry, keyed by user) and
-//! dead letters (original bytes and headers, reason in headers).
+//! Publishing: the readings changelog (Avro through the registry, keyed by the reading's
+//! identity, tombstones for removals) and dead letters (original bytes and headers,
+//! reason in headers).
 
 use std::time::Duration;
 
@@ -9,14 +10,17 @@ use futures::future::try_join_all;
 use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 
-use crate::model::Reading;
+use crate::model::{Change, Reading, ReadingKey};
 
-/// The Avro schema of published readings.
+/// The Avro schema of published readings (the changelog's value).
 pub const READING_SCHEMA: &str = include_str!("../../schemas/reading.v1.avsc");
+
+/// The Avro schema of the changelog's key: a reading's identity.
+pub const READING_KEY_SCHEMA: &str = include_str!("../../schemas/reading_key.v1.avsc");
 
 /// Where a reading came from on the raw topic.
 #[derive(Debug, Clone)]
@@ -38,6 +42,9 @@ pub enum PublishError {
     /// Kafka did not acknowledge.
     #[error("kafka publish failed: {0}")]
     Kafka(#[from] KafkaError),
+    /// The changelog topic cannot be used (missing, no partitions, metadata unreadable).
+    #[error("topic {0}: {1}")]
+    Topic(String, String),
 }
 
 /// Builds the idempotent `acks=all` producer used for readings and dead letters.
@@ -102,38 +109,237 @@ fn reading_value(r: &Reading, p: &Provenance) -> Value {
     ])
 }
 
-/// Publishes readings keyed by user id and waits for every acknowledgement.
-pub async fn readings(
-    producer: &FutureProducer,
-    topic: &str,
-    codec: &RegisteredCodec,
-    readings: &[(Reading, Provenance)],
-) -> Result<(), PublishError> {
-    let mut payloads = Vec::with_capacity(readings.len());
-    for (r, p) in readings {
-        // The schema and the model are ours, so a failure is a bug; retrying would
-        // stall the partition forever. The row is already in PostgreSQL: skip the
-        // record and say so loudly.
-        let bytes = match codec.encode(reading_value(r, p)) {
-            Ok(b) => b,
-            Err(error) => {
-                tracing::error!(message = "Reading does not fit its Avro schema; not published.", %error, metric = r.metric.as_str());
-                continue;
+/// The readings changelog: a compacted topic keyed by [`ReadingKey`] whose value is the
+/// reading as the table now holds it, and whose tombstone (null value) is a removal.
+///
+/// Every record of one user goes to one partition (murmur2 of `user_id`, the hash Kafka's
+/// own default partitioner applies to keys), published in the order the table made the
+/// changes. Writers publish from [`PgSink::write_then`](crate::sink::PgSink::write_then),
+/// before the commit and under the rows' locks, so records of one key reach the topic
+/// in commit order whichever process wrote them.
+pub struct Changelog {
+    producer: FutureProducer,
+    topic: String,
+    key_codec: RegisteredCodec,
+    value_codec: RegisteredCodec,
+    partitions: i32,
+}
+
+impl Changelog {
+    /// Creates the topic compacted when it does not exist (with [`CHANGELOG_PARTITIONS`];
+    /// an existing topic is left as it is), reads its partition count, and pins both
+    /// codecs.
+    pub async fn new(
+        producer: FutureProducer,
+        bootstrap: &str,
+        topic: &str,
+        key_codec: RegisteredCodec,
+        value_codec: RegisteredCodec,
+    ) -> Result<Self, PublishError> {
+        let topic_error = |detail: String| PublishError::Topic(topic.to_owned(), detail);
+        // Before any metadata request: the producer's would auto-create the topic with
+        // the broker's defaults, which do not compact.
+        create_compacted(bootstrap, topic).await?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let partitions = loop {
+            let client = producer.clone();
+            let name = topic.to_owned();
+            let found = tokio::task::spawn_blocking(move || {
+                let metadata = client
+                    .client()
+                    .fetch_metadata(Some(&name), Duration::from_secs(10))?;
+                Ok::<_, KafkaError>(
+                    metadata
+                        .topics()
+                        .first()
+                        .filter(|t| t.error().is_none())
+                        .map_or(0, |t| t.partitions().len()),
+                )
+            })
+            .await
+            .map_err(|e| topic_error(e.to_string()))??;
+            if found > 0 {
+                break found;
             }
+            if std::time::Instant::now() > deadline {
+                return Err(topic_error("no partitions within 30 s".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         };
-        payloads.push((r.user_id.as_str(), bytes, p.traceparent.as_deref()));
+        Ok(Self {
+            producer,
+            topic: topic.to_owned(),
+            key_codec,
+            value_codec,
+            partitions: i32::try_from(partitions).unwrap_or(i32::MAX),
+        })
     }
-    let records = payloads.iter().map(|(key, payload, traceparent)| {
-        let mut record = FutureRecord::to(topic).key(*key).payload(payload);
-        if let Some(tp) = traceparent {
-            record = record.headers(OwnedHeaders::new_with_capacity(1).insert(Header {
-                key: "traceparent",
-                value: Some(*tp),
-            }));
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The partition every record of `user_id` goes to.
+    pub fn partition(&self, user_id: &str) -> i32 {
+        partition_for(user_id, self.partitions)
+    }
+
+    /// Publishes `changes` in order and waits for every acknowledgement. An upsert needs
+    /// its provenance; a removal may carry the trace context of what caused it.
+    pub async fn publish(
+        &self,
+        changes: &[(Change, Option<Provenance>)],
+    ) -> Result<(), PublishError> {
+        let mut records = Vec::with_capacity(changes.len());
+        for (change, provenance) in changes {
+            let (key, value) = match change {
+                Change::Upsert { reading, .. } => {
+                    let Some(p) = provenance else {
+                        tracing::error!(
+                            message = "Upsert without provenance; not published.",
+                            metric = reading.metric.as_str()
+                        );
+                        continue;
+                    };
+                    (reading.key(), Some(reading_value(reading, p)))
+                }
+                Change::Delete(key) => (key.clone(), None),
+            };
+            // The schemas and the model are ours, so a failure is a bug; retrying would
+            // stall the partition forever. The row is already in PostgreSQL: skip the
+            // record and say so loudly.
+            let encoded = self.key_codec.encode(key_value(&key)).and_then(|k| {
+                value
+                    .map(|v| self.value_codec.encode(v))
+                    .transpose()
+                    .map(|v| (k, v))
+            });
+            let (key_bytes, value_bytes) = match encoded {
+                Ok(kv) => kv,
+                Err(error) => {
+                    tracing::error!(message = "Changelog record does not fit its Avro schema; not published.", %error, metric = %key.metric);
+                    continue;
+                }
+            };
+            let traceparent = provenance.as_ref().and_then(|p| p.traceparent.clone());
+            records.push((
+                self.partition(&key.user_id),
+                key_bytes,
+                value_bytes,
+                traceparent,
+            ));
         }
-        record
-    });
-    send_all(producer, records).await
+        let records = records.iter().map(|(partition, key, value, traceparent)| {
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic)
+                .partition(*partition)
+                .key(key.as_slice());
+            if let Some(v) = value {
+                record = record.payload(v.as_slice());
+            }
+            if let Some(tp) = traceparent {
+                record = record.headers(OwnedHeaders::new_with_capacity(1).insert(Header {
+                    key: "traceparent",
+                    value: Some(tp.as_str()),
+                }));
+            }
+            record
+        });
+        send_all(&self.producer, records).await
+    }
+}
+
+/// Partitions of a changelog topic the processor creates itself. Six leaves room for a
+/// few processor replicas' consumers downstream; an operator who creates the topic
+/// first chooses otherwise.
+pub const CHANGELOG_PARTITIONS: i32 = 6;
+
+/// Creates `topic` with `cleanup.policy=compact` (a concurrent creator is fine).
+async fn create_compacted(bootstrap: &str, topic: &str) -> Result<(), PublishError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    // -1: the broker's default replication factor.
+    let new = NewTopic::new(topic, CHANGELOG_PARTITIONS, TopicReplication::Fixed(-1))
+        .set("cleanup.policy", "compact");
+    let results = admin.create_topics([&new], &AdminOptions::new()).await?;
+    for result in results {
+        match result {
+            Ok(_) => tracing::info!(
+                message = "Created the compacted readings changelog topic.",
+                topic,
+                partitions = CHANGELOG_PARTITIONS
+            ),
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                return Err(PublishError::Topic(
+                    topic.to_owned(),
+                    format!("could not create it: {code}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn key_value(k: &ReadingKey) -> Value {
+    Value::Record(vec![
+        ("user_id".into(), Value::String(k.user_id.clone())),
+        ("vendor".into(), Value::String(k.vendor.clone())),
+        (
+            "source_record_id".into(),
+            Value::String(k.source_record_id.clone()),
+        ),
+        (
+            "source".into(),
+            match &k.source {
+                Some(s) => Value::Union(1, Box::new(Value::String(s.clone()))),
+                None => Value::Union(0, Box::new(Value::Null)),
+            },
+        ),
+        ("metric".into(), Value::String(k.metric.clone())),
+        ("start_time".into(), Value::TimestampMicros(k.start_micros)),
+        ("end_time".into(), Value::TimestampMicros(k.end_micros)),
+    ])
+}
+
+/// Kafka's default partitioner for a key: `toPositive(murmur2(key)) % partitions`.
+pub fn partition_for(key: &str, partitions: i32) -> i32 {
+    let hash = murmur2(key.as_bytes()) & 0x7fff_ffff;
+    (hash % partitions.max(1) as u32) as i32
+}
+
+/// Kafka's murmur2 (seed 0x9747b28c), as `org.apache.kafka.common.utils.Utils.murmur2`.
+fn murmur2(data: &[u8]) -> u32 {
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
 }
 
 /// One raw record bound for the dead-letter topic.
@@ -382,6 +588,32 @@ where
     });
     try_join_all(sends).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_kafka() {
+        // Values from Kafka's UtilsTest.testMurmur2.
+        let cases: [(&[u8], i32); 3] = [
+            (b"21", -973_932_308),
+            (b"foobar", -790_332_482),
+            (b"a-little-bit-long-string", -985_981_536),
+        ];
+        for (input, want) in cases {
+            assert_eq!(murmur2(input) as i32, want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn one_user_one_partition() {
+        let p = partition_for("alice", 12);
+        assert!((0..12).contains(&p));
+        assert_eq!(partition_for("alice", 12), p);
+        assert_eq!(partition_for("anyone", 1), 0);
+    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use crate::config::{Config, Redrive, Replay};
 use crate::metrics::Metrics;
 use crate::pipeline::{BatchLimits, LagContext, Pipeline, Topics};
-use crate::publish::{self, READING_SCHEMA};
+use crate::publish::{self, READING_KEY_SCHEMA, READING_SCHEMA};
 use crate::sink::postgres::PgSink;
 
 /// Bound on metadata, watermark and offset look-ups.
@@ -222,9 +222,30 @@ pub async fn replay(config: &Config, args: &Replay) -> anyhow::Result<Summary> {
         )
         .await
         .context("registering the readings schema")?;
+    let readings_key_codec = registry
+        .register(
+            &format!("{}-key", config.readings_topic),
+            READING_KEY_SCHEMA,
+        )
+        .await
+        .context("registering the readings key schema")?;
     crate::topics::check(config)
         .await
         .context("checking topics")?;
+    let producer = publish::producer(&config.kafka_bootstrap_servers)
+        .context("KAFKA_BOOTSTRAP_SERVERS: cannot create producer")?;
+    // Replayed readings go through the same changelog as live ones.
+    let changelog = Arc::new(
+        publish::Changelog::new(
+            producer.clone(),
+            &config.kafka_bootstrap_servers,
+            &config.readings_topic,
+            readings_key_codec,
+            readings_codec,
+        )
+        .await
+        .context("READINGS_TOPIC: the changelog topic is unusable")?,
+    );
     let consumer = Arc::new(reader(config, "replay")?);
     let ranges = ranges(consumer.as_ref(), &config.raw_topic, args)?;
     for (p, start, end) in &ranges {
@@ -233,9 +254,8 @@ pub async fn replay(config: &Config, args: &Replay) -> anyhow::Result<Summary> {
     let pipeline = Pipeline {
         consumer: consumer.clone(),
         registry,
-        readings_codec,
-        producer: publish::producer(&config.kafka_bootstrap_servers)
-            .context("KAFKA_BOOTSTRAP_SERVERS: cannot create producer")?,
+        changelog,
+        producer,
         sink,
         // Bypassed: a replay exists to redo what the filter would call done.
         dedup: None,

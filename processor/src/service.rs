@@ -22,7 +22,7 @@ use crate::fetch::ratelimit::RateLimits;
 use crate::fetch::{Endpoints, Fetch, Fetcher, Settings};
 use crate::metrics::Metrics;
 use crate::pipeline::{BatchLimits, LagContext, Pipeline, Topics};
-use crate::publish::{self, READING_SCHEMA};
+use crate::publish::{self, READING_KEY_SCHEMA, READING_SCHEMA};
 use crate::sink::postgres::PgSink;
 
 /// Connects everything, applies migrations, starts the probe server, and returns the
@@ -34,7 +34,8 @@ pub async fn start(
 ) -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>>> {
     let sink = PgSink::connect(&config.database_url, config.database_max_connections)
         .await
-        .context("DATABASE_URL: cannot connect to PostgreSQL")?;
+        .context("DATABASE_URL: cannot connect to PostgreSQL")?
+        .with_metrics(metrics.clone());
     sink.migrate().await.context("applying migrations")?;
 
     let fetch = Arc::new(fetch_stage(config, &sink, metrics.clone()).await?);
@@ -56,6 +57,13 @@ pub async fn start(
         )
         .await
         .context("registering the readings schema")?;
+    let readings_key_codec = registry
+        .register(
+            &format!("{}-key", config.readings_topic),
+            READING_KEY_SCHEMA,
+        )
+        .await
+        .context("registering the readings key schema")?;
 
     // Before subscribing: a missing topic would otherwise greet every start with
     // librdkafka's UnknownTopicOrPartition ERROR, and an unusable DLQ would only show
@@ -96,11 +104,23 @@ pub async fn start(
     let consumer = Arc::new(consumer);
     let producer = publish::producer(&config.kafka_bootstrap_servers)
         .context("KAFKA_BOOTSTRAP_SERVERS: cannot create producer")?;
+    let readings_schema_id = readings_codec.id();
+    let changelog = Arc::new(
+        publish::Changelog::new(
+            producer.clone(),
+            &config.kafka_bootstrap_servers,
+            &config.readings_topic,
+            readings_key_codec,
+            readings_codec,
+        )
+        .await
+        .context("READINGS_TOPIC: the changelog topic is unusable")?,
+    );
 
     let probe = Probe {
         consumer: consumer.clone(),
         registry: registry.clone(),
-        readings_schema_id: readings_codec.id(),
+        readings_schema_id,
         sink: sink.clone(),
         metrics: metrics.clone(),
         topic: config.raw_topic.clone(),
@@ -116,13 +136,23 @@ pub async fn start(
             .run(),
     );
 
+    tokio::spawn(crate::health::run(
+        crate::health::Dependencies {
+            consumer: consumer.clone(),
+            topic: config.raw_topic.clone(),
+            registry: registry.clone(),
+            sink: sink.clone(),
+            dedup: dedup.clone(),
+        },
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+
     tokio::spawn(crate::fetch::worker::run(
         fetch.clone(),
         crate::fetch::worker::Outputs {
             sink: sink.clone(),
-            producer: producer.clone(),
-            codec: readings_codec.clone(),
-            topic: config.readings_topic.clone(),
+            changelog: changelog.clone(),
         },
         metrics.clone(),
         shutdown.clone(),
@@ -131,7 +161,7 @@ pub async fn start(
     let pipeline = Pipeline {
         consumer,
         registry,
-        readings_codec,
+        changelog,
         producer,
         sink,
         dedup,
@@ -266,14 +296,18 @@ impl Probe {
             let me = me.clone();
             async move { me.ready().await }
         });
-        let metrics = warp::path!("metrics").map(move || {
-            let mut r = warp::reply::Response::new(self.metrics.encode().into());
-            r.headers_mut().insert(
-                "content-type",
-                warp::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            r
-        });
+        let metrics = warp::path!("metrics")
+            .and(warp::header::optional::<String>("accept"))
+            .map(move |accept: Option<String>| {
+                let (content_type, body) =
+                    bridge_core::telemetry::exposition(self.metrics.encode(), accept.as_deref());
+                let mut r = warp::reply::Response::new(body.into());
+                r.headers_mut().insert(
+                    "content-type",
+                    warp::http::HeaderValue::from_static(content_type),
+                );
+                r
+            });
         warp::get()
             .and(health.or(ready).unify().or(metrics).unify())
             .recover(|_| async {

@@ -25,9 +25,16 @@ pub fn specs(config: &Config) -> Vec<TopicSpec> {
             .map(|m| vec![("max.message.bytes".to_string(), m.to_string())])
             .unwrap_or_default(),
     };
+    // The readings topic is the changelog: compacted, keyed by the reading's identity,
+    // with the partition count its publisher assumes when it creates the topic itself.
+    let readings = TopicSpec {
+        name: config.readings_topic.clone(),
+        partitions: crate::publish::CHANGELOG_PARTITIONS,
+        configs: vec![("cleanup.policy".to_string(), "compact".to_string())],
+    };
     vec![
         spec(&config.raw_topic, Some(RAW_MAX_MESSAGE_BYTES)),
-        spec(&config.readings_topic, None),
+        readings,
         spec(&config.dlq_topic, Some(DLQ_MAX_MESSAGE_BYTES)),
     ]
 }

@@ -9,7 +9,8 @@ use anyhow::Context as _;
 use bridge_core::{RawEnvelope, defaults, envelope::RAW_ENVELOPE_SCHEMA};
 use chrono::{DateTime, Utc};
 use processor::dedup::{DEFAULT_TTL, Dedup};
-use processor::publish::{self, Provenance, READING_SCHEMA};
+use processor::model::Change;
+use processor::publish::{self, Provenance, READING_KEY_SCHEMA, READING_SCHEMA};
 use processor::sink::Batch;
 
 use crate::Ctx;
@@ -85,7 +86,19 @@ async fn profile(
         .registry
         .register(&defaults::value_subject(readings_topic), READING_SCHEMA)
         .await?;
+    let readings_key_codec = ctx
+        .registry
+        .register(&format!("{readings_topic}-key"), READING_KEY_SCHEMA)
+        .await?;
     let producer = publish::producer(&ctx.cfg.kafka_bootstrap_servers)?;
+    let changelog = publish::Changelog::new(
+        producer,
+        &ctx.cfg.kafka_bootstrap_servers,
+        readings_topic,
+        readings_key_codec,
+        readings_codec,
+    )
+    .await?;
     let dedup = Dedup::connect(&ctx.cfg.redis_url, DEFAULT_TTL)
         .await
         .context("REDIS_URL")?;
@@ -131,22 +144,15 @@ async fn profile(
 
         let t = Instant::now();
         let mut batch = Batch::default();
-        let mut published = Vec::new();
+        let mut provenance = Vec::with_capacity(envs.len());
         for (offset, env) in envs.iter().enumerate() {
             let normalized = processor::normalize::normalize(env)?;
-            let prov = Provenance {
+            provenance.push(Provenance {
                 event_id: env.event_id.clone(),
                 partition: 0,
                 offset: offset as i64,
                 traceparent: None,
-            };
-            published.extend(
-                normalized
-                    .readings
-                    .iter()
-                    .cloned()
-                    .map(|r| (r, prov.clone())),
-            );
+            });
             let received =
                 DateTime::<Utc>::from_timestamp_micros(env.received_at_micros).unwrap_or_default();
             batch.push(&env.event_id, received, normalized);
@@ -154,11 +160,23 @@ async fn profile(
         took[2] = t.elapsed();
 
         let t = Instant::now();
-        ctx.sink.write(&batch).await?;
+        // The processor publishes before the commit; timed apart here, after it.
+        let written = ctx.sink.write(&batch).await?;
         took[3] = t.elapsed();
 
         let t = Instant::now();
-        publish::readings(&producer, readings_topic, &readings_codec, &published).await?;
+        let changes: Vec<_> = written
+            .changes
+            .into_iter()
+            .map(|change| {
+                let p = match &change {
+                    Change::Upsert { envelope, .. } => provenance.get(*envelope).cloned(),
+                    Change::Delete(_) => None,
+                };
+                (change, p)
+            })
+            .collect();
+        changelog.publish(&changes).await?;
         took[4] = t.elapsed();
 
         let t = Instant::now();

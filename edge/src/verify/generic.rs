@@ -7,7 +7,7 @@ use http::HeaderName;
 
 use super::partition::json_path;
 use super::scheme::{Algorithm, Encoding, HeaderHmac, SignedTimestamp, TimestampUnit};
-use super::{Request, Verified, Verifier, VerifyError};
+use super::{Head, Request, Verified, Verifier, VerifyError};
 
 /// A timestamp header that is part of the signed message.
 #[derive(Debug, Clone)]
@@ -98,6 +98,10 @@ fn leak(name: &HeaderName) -> &'static str {
 }
 
 impl Verifier for GenericHmacVerifier {
+    fn precheck(&self, head: &Head<'_>) -> Result<(), VerifyError> {
+        self.hmac.precheck(head.headers, head.now)
+    }
+
     fn verify(&self, req: &Request<'_>) -> Result<Verified, VerifyError> {
         self.hmac.verify(req.headers, req.body, req.now)?;
         Ok(Verified::Accept { principal: None })

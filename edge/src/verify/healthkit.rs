@@ -5,7 +5,7 @@ use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
 use super::scheme::{SecretFingerprint, fingerprint_mac};
-use super::{Request, Verified, Verifier, VerifyError};
+use super::{Head, Request, Verified, Verifier, VerifyError};
 
 /// The header Health Auto Export's reference server reads.
 const API_KEY: &str = "api-key";
@@ -20,7 +20,8 @@ pub struct HealthKitVerifier {
 impl HealthKitVerifier {
     /// `keys`: `(user_id, api_key)` pairs. Keys are kept only as digests.
     /// An empty API key never matches. If two users share a key the first
-    /// configured wins; configuration should reject duplicates.
+    /// configured would win, which is why `Config::validate` refuses
+    /// duplicates at start.
     pub fn new(keys: Vec<(String, String)>) -> Self {
         Self {
             keys: keys
@@ -52,9 +53,10 @@ fn presented_keys(headers: &HeaderMap) -> Vec<&[u8]> {
         .collect()
 }
 
-impl Verifier for HealthKitVerifier {
-    fn verify(&self, req: &Request<'_>) -> Result<Verified, VerifyError> {
-        let presented = presented_keys(req.headers);
+impl HealthKitVerifier {
+    /// The user whose key the headers present.
+    fn principal(&self, headers: &HeaderMap) -> Result<String, VerifyError> {
+        let presented = presented_keys(headers);
         if presented.is_empty() {
             return Err(VerifyError::MissingApiKey);
         }
@@ -69,12 +71,25 @@ impl Verifier for HealthKitVerifier {
                 }
             }
         }
-        match principal {
-            Some(user) => Ok(Verified::Accept {
-                principal: Some(user),
-            }),
-            None => Err(VerifyError::UnknownApiKey),
-        }
+        principal.ok_or(VerifyError::UnknownApiKey)
+    }
+}
+
+impl Verifier for HealthKitVerifier {
+    /// The key is in the headers, so the whole check happens before the body.
+    fn precheck(&self, head: &Head<'_>) -> Result<(), VerifyError> {
+        self.principal(head.headers).map(|_| ())
+    }
+
+    fn verify(&self, req: &Request<'_>) -> Result<Verified, VerifyError> {
+        Ok(Verified::Accept {
+            principal: Some(self.principal(req.headers)?),
+        })
+    }
+
+    /// The API key authenticates the whole request, query included.
+    fn records_query(&self) -> bool {
+        true
     }
 
     /// None: the only auth headers carry the API key itself, which must never
@@ -91,7 +106,7 @@ impl Verifier for HealthKitVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::testing::{headers, request};
+    use crate::verify::testing::{head, headers, request};
 
     const BODY: &[u8] = br#"{"data":{"metrics":[]}}"#;
     const NOW: i64 = 1_735_718_400;
@@ -166,6 +181,23 @@ mod tests {
             assert_eq!(check(pairs), Err(VerifyError::MissingApiKey), "{pairs:?}");
         }
         assert_eq!(check(&[]).map_err(|e| e.status()), Err(403));
+    }
+
+    #[test]
+    fn the_key_is_checked_before_the_body() {
+        let v = verifier();
+        let ok = headers(&[("api-key", "sk-alice-key")]);
+        let bad = headers(&[("api-key", "sk-alice-ke")]);
+        assert_eq!(v.precheck(&head(&ok, None, NOW)), Ok(()));
+        assert_eq!(
+            v.precheck(&head(&bad, Some(1), NOW)),
+            Err(VerifyError::UnknownApiKey)
+        );
+        assert_eq!(
+            v.precheck(&head(&headers(&[]), Some(1), NOW)),
+            Err(VerifyError::MissingApiKey)
+        );
+        assert!(v.records_query());
     }
 
     #[test]

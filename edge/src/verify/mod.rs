@@ -45,6 +45,17 @@ pub struct Request<'a> {
     pub now: i64,
 }
 
+/// What the edge knows about a request before reading its body.
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'a> {
+    /// All request headers as received.
+    pub headers: &'a http::HeaderMap,
+    /// The announced body length; `None` for a chunked body.
+    pub content_length: Option<u64>,
+    /// now, seconds since Unix epoch
+    pub now: i64,
+}
+
 /// The outcome of a successful verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verified {
@@ -79,6 +90,11 @@ pub enum VerifyError {
     /// The signed timestamp is further ahead than the tolerance allows.
     #[error("signed timestamp is further in the future than the tolerance window")]
     FutureTimestamp,
+    /// Terra's unsigned `x-terra-ordering-timestamp` is not a unix-millisecond
+    /// value (digits only) at or before the signed `t` plus the tolerance: honouring it would let
+    /// a replayer freeze rows under the newer-wins rule.
+    #[error("ordering timestamp is not plausible for the signed time")]
+    ImplausibleOrdering,
     /// Neither `Authorization: Bearer …` nor `api-key` carried a key.
     #[error("missing API key (send `Authorization: Bearer <key>` or `api-key: <key>`)")]
     MissingApiKey,
@@ -93,7 +109,7 @@ impl VerifyError {
     /// wrong or out-of-window signatures, 403 for API-key failures.
     pub fn status(&self) -> u16 {
         match self {
-            Self::MalformedSignature(_) => 400,
+            Self::MalformedSignature(_) | Self::ImplausibleOrdering => 400,
             Self::MissingSignature(_)
             | Self::BadSignature
             | Self::StaleTimestamp
@@ -110,6 +126,7 @@ impl VerifyError {
             Self::MalformedSignature(_) => "malformed_signature",
             Self::BadSignature => "bad_signature",
             Self::StaleTimestamp => "stale_timestamp",
+            Self::ImplausibleOrdering => "implausible_ordering",
             Self::FutureTimestamp => "future_timestamp",
             Self::MissingApiKey => "missing_api_key",
             Self::UnknownApiKey => "unknown_api_key",
@@ -119,6 +136,18 @@ impl VerifyError {
 
 /// A vendor's authentication scheme, as the edge's HTTP layer uses it.
 pub trait Verifier: Send + Sync + 'static {
+    /// Everything checkable before the body is read: signature headers present and
+    /// well formed, signed timestamps within the window, API keys. The edge calls
+    /// it first, so no body byte is buffered for a request that cannot be authentic.
+    fn precheck(&self, head: &Head<'_>) -> Result<(), VerifyError>;
+
+    /// Whether the query string goes into the envelope. Only where the scheme
+    /// authenticates it: an HMAC over the body leaves the query open to a replayer,
+    /// who could otherwise change the dedup key of a captured delivery.
+    fn records_query(&self) -> bool {
+        false
+    }
+
     /// Authenticate the request from its raw bytes; no JSON parsing happens
     /// before the signature has been checked.
     fn verify(&self, req: &Request<'_>) -> Result<Verified, VerifyError>;
@@ -148,6 +177,11 @@ mod tests {
             (VerifyError::BadSignature, 401, "bad_signature"),
             (VerifyError::StaleTimestamp, 401, "stale_timestamp"),
             (VerifyError::FutureTimestamp, 401, "future_timestamp"),
+            (
+                VerifyError::ImplausibleOrdering,
+                400,
+                "implausible_ordering",
+            ),
             (VerifyError::MissingApiKey, 403, "missing_api_key"),
             (VerifyError::UnknownApiKey, 403, "unknown_api_key"),
         ];

@@ -7,7 +7,7 @@ use super::scheme::{
     Algorithm, Encoding, HeaderHmac, SecretFingerprint, SignedTimestamp, TimestampUnit,
     fingerprint_mac,
 };
-use super::{Request, Verified, Verifier, VerifyError};
+use super::{Head, Request, Verified, Verifier, VerifyError};
 
 const SIGNATURE: &str = "x-oura-signature";
 const TIMESTAMP: &str = "x-oura-timestamp";
@@ -85,6 +85,10 @@ impl OuraVerifier {
 }
 
 impl Verifier for OuraVerifier {
+    fn precheck(&self, head: &Head<'_>) -> Result<(), VerifyError> {
+        self.hmac.precheck(head.headers, head.now)
+    }
+
     fn verify(&self, req: &Request<'_>) -> Result<Verified, VerifyError> {
         // Oura's docs sign `JSON.stringify(body)`; we sign-check the raw bytes
         // as real integrations do (vendors.md §1.2), never a re-serialization.

@@ -8,7 +8,7 @@ use serde::de::IgnoredAny;
 
 use super::partition::json_path;
 use super::scheme::{Algorithm, Encoding, HeaderHmac};
-use super::{Request, Verified, Verifier, VerifyError};
+use super::{Head, Request, Verified, Verifier, VerifyError};
 
 const SIGNATURE: &str = "polar-webhook-signature";
 
@@ -43,6 +43,22 @@ impl PolarVerifier {
 }
 
 impl Verifier for PolarVerifier {
+    /// A request without a well-formed signature can only be the unsigned PING,
+    /// so it must announce a PING-sized body; anything else is refused unread.
+    fn precheck(&self, head: &Head<'_>) -> Result<(), VerifyError> {
+        match self.hmac.precheck(head.headers, head.now) {
+            Ok(()) => Ok(()),
+            Err(_)
+                if head
+                    .content_length
+                    .is_some_and(|n| n <= MAX_PING_BYTES as u64) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     fn verify(&self, req: &Request<'_>) -> Result<Verified, VerifyError> {
         match self.hmac.verify(req.headers, req.body, req.now) {
             Ok(()) if is_ping(req.body) => Ok(Verified::Ping),
@@ -96,7 +112,7 @@ fn is_ping(body: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::testing::{headers, request};
+    use crate::verify::testing::{head, headers, request};
 
     const SECRET: &[u8] = b"polar-test-signature-secret-key";
     const BODY: &[u8] = br#"{"event":"EXERCISE","user_id":475,"entity_id":"aQlC83","timestamp":"2025-01-01T08:00:00Z","url":"https://www.polaraccesslink.com/v3/exercises/aQlC83"}"#;
@@ -118,6 +134,32 @@ mod tests {
             None => headers(&[]),
         };
         verifier().verify(&request(&h, body, NOW))
+    }
+
+    #[test]
+    fn precheck_lets_only_a_ping_sized_body_through_unsigned() {
+        let v = verifier();
+        let none = headers(&[]);
+        let signed = headers(&[("Polar-Webhook-Signature", SIG)]);
+        let short = headers(&[("Polar-Webhook-Signature", &SIG[..62])]);
+        assert_eq!(v.precheck(&head(&signed, Some(1 << 20), NOW)), Ok(()));
+        assert_eq!(
+            v.precheck(&head(&none, Some(PING.len() as u64), NOW)),
+            Ok(())
+        );
+        assert_eq!(v.precheck(&head(&short, Some(16), NOW)), Ok(()));
+        assert_eq!(
+            v.precheck(&head(&none, Some(4096), NOW)),
+            Err(VerifyError::MissingSignature(SIGNATURE))
+        );
+        assert_eq!(
+            v.precheck(&head(&none, None, NOW)),
+            Err(VerifyError::MissingSignature(SIGNATURE))
+        );
+        assert_eq!(
+            v.precheck(&head(&short, Some(4096), NOW)),
+            Err(VerifyError::BadSignature)
+        );
     }
 
     #[test]

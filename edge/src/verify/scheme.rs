@@ -58,6 +58,16 @@ const BASE64_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
+impl Algorithm {
+    /// Length of the MAC in bytes.
+    pub(crate) fn mac_len(self) -> usize {
+        match self {
+            Self::Sha256 => 32,
+            Self::Sha1 => 20,
+        }
+    }
+}
+
 impl Encoding {
     /// Decode a presented MAC; `None` when the text is not in this encoding,
     /// which callers treat as a signature that does not match.
@@ -215,6 +225,24 @@ impl std::fmt::Debug for Redacted {
 }
 
 impl HeaderHmac {
+    /// The checks that need no body: both headers present and parsable, the MAC in
+    /// the right encoding and length, the timestamp within the window.
+    pub(crate) fn precheck(&self, headers: &HeaderMap, now: i64) -> Result<(), VerifyError> {
+        let signature = header_bytes(headers, self.signature_header)
+            .ok_or(VerifyError::MissingSignature(self.signature_header))?;
+        if let Some(spec) = self.timestamp {
+            let raw = header_bytes(headers, spec.header)
+                .ok_or(VerifyError::MissingSignature(spec.header))?;
+            let millis = parse_timestamp(raw, spec.unit)
+                .ok_or(VerifyError::MalformedSignature(spec.header))?;
+            check_window(millis, now, self.tolerance)?;
+        }
+        match self.encoding.decode(signature) {
+            Some(mac) if mac.len() == self.algorithm.mac_len() => Ok(()),
+            _ => Err(VerifyError::BadSignature),
+        }
+    }
+
     /// Authenticate `body` against the headers. Order: both headers present
     /// and parsable (else 401/400), MAC matches (else 401), then freshness.
     pub(crate) fn verify(

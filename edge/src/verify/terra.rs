@@ -8,7 +8,7 @@ use super::scheme::{
     Algorithm, Encoding, Redacted, TimestampUnit, any_secret_matches, check_window, header_bytes,
     parse_timestamp,
 };
-use super::{Request, Verified, Verifier, VerifyError};
+use super::{Head, Request, Verified, Verifier, VerifyError};
 
 const SIGNATURE: &str = "terra-signature";
 /// Orders redeliveries of cumulative payloads (vendors.md §3.2); the
@@ -71,13 +71,47 @@ fn parse_header(value: &[u8]) -> Option<Header<'_>> {
     }
 }
 
-impl Verifier for TerraVerifier {
-    fn verify(&self, req: &Request<'_>) -> Result<Verified, VerifyError> {
+impl TerraVerifier {
+    /// The `terra-signature` header, its signed time in ms, and the ordering check:
+    /// the ordering header is not signed, so it may not claim a time later than the
+    /// signed `t` plus the tolerance (a replayer's "newest ever" would otherwise win
+    /// every later newer-wins comparison). No lower bound: a small value can only
+    /// lose that comparison, so it cannot freeze or overwrite anything.
+    fn head<'h>(&self, headers: &'h http::HeaderMap) -> Result<(Header<'h>, i128), VerifyError> {
         let value =
-            header_bytes(req.headers, SIGNATURE).ok_or(VerifyError::MissingSignature(SIGNATURE))?;
+            header_bytes(headers, SIGNATURE).ok_or(VerifyError::MissingSignature(SIGNATURE))?;
         let header = parse_header(value).ok_or(VerifyError::MalformedSignature(SIGNATURE))?;
         let millis = parse_timestamp(header.timestamp, TimestampUnit::Seconds)
             .ok_or(VerifyError::MalformedSignature(SIGNATURE))?;
+        if let Some(ordering) = headers.get(ORDERING) {
+            let latest = millis + i128::try_from(self.tolerance.as_millis()).unwrap_or(i128::MAX);
+            match parse_timestamp(ordering.as_bytes(), TimestampUnit::Milliseconds) {
+                Some(ms) if ms <= latest => {}
+                _ => return Err(VerifyError::ImplausibleOrdering),
+            }
+        }
+        Ok((header, millis))
+    }
+}
+
+impl Verifier for TerraVerifier {
+    fn precheck(&self, head: &Head<'_>) -> Result<(), VerifyError> {
+        let (header, millis) = self.head(head.headers)?;
+        check_window(millis, head.now, self.tolerance)?;
+        if header
+            .v1
+            .iter()
+            .filter_map(|v| Encoding::Hex.decode(v))
+            .any(|mac| mac.len() == Algorithm::Sha256.mac_len())
+        {
+            Ok(())
+        } else {
+            Err(VerifyError::BadSignature)
+        }
+    }
+
+    fn verify(&self, req: &Request<'_>) -> Result<Verified, VerifyError> {
+        let (header, millis) = self.head(req.headers)?;
         // A v1 that is not hex cannot match; drop it rather than fail the
         // header, since another v1 may still be right.
         let candidates: Vec<Vec<u8>> = header
@@ -110,7 +144,7 @@ impl Verifier for TerraVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::testing::{headers, request};
+    use crate::verify::testing::{head, headers, request};
 
     const SECRET: &[u8] = b"terra-test-signing-secret";
     const T: i64 = 1_735_718_400;
@@ -207,6 +241,75 @@ mod tests {
             verifier().verify(&request(&none, BODY, T)),
             Err(VerifyError::MissingSignature(SIGNATURE))
         );
+    }
+
+    fn pre(pairs: &[(&str, &str)], now: i64) -> Result<(), VerifyError> {
+        let h = headers(pairs);
+        verifier().precheck(&head(&h, Some(BODY.len() as u64), now))
+    }
+
+    #[test]
+    fn precheck_refuses_what_the_head_gives_away() {
+        let sig = valid();
+        assert_eq!(pre(&[("terra-signature", &sig)], T), Ok(()));
+        assert_eq!(pre(&[], T), Err(VerifyError::MissingSignature(SIGNATURE)));
+        assert_eq!(
+            pre(&[("terra-signature", "garbage")], T),
+            Err(VerifyError::MalformedSignature(SIGNATURE))
+        );
+        assert_eq!(
+            pre(&[("terra-signature", &sig)], T + 301),
+            Err(VerifyError::StaleTimestamp)
+        );
+        // No v1 of the right shape (hex, 32 bytes): cannot match, refused unread.
+        assert_eq!(
+            pre(
+                &[("terra-signature", &format!("t={T},v1={}", &V1[..62]))],
+                T
+            ),
+            Err(VerifyError::BadSignature)
+        );
+        assert_eq!(
+            pre(&[("terra-signature", &format!("t={T},v1=zz"))], T),
+            Err(VerifyError::BadSignature)
+        );
+        // A forged MAC of the right shape passes the precheck; verify refuses it.
+        let forged = format!("t={T},v1={V1_NO_DOT}");
+        assert_eq!(pre(&[("terra-signature", &forged)], T), Ok(()));
+    }
+
+    #[test]
+    fn ordering_must_be_plausible_unix_ms_no_later_than_t_plus_tolerance() {
+        let sig = valid();
+        let with = |ordering: &str| {
+            let pairs = [("terra-signature", sig.as_str()), (ORDERING, ordering)];
+            let h = headers(&pairs);
+            (
+                verifier().precheck(&head(&h, Some(BODY.len() as u64), T)),
+                verifier().verify(&request(&h, BODY, T)),
+            )
+        };
+        for ok in ["1735718400123", "1735718700000", "1000", "0"] {
+            assert_eq!(with(ok), (Ok(()), OK), "{ok}");
+        }
+        for bad in [
+            "9223372036854775807",
+            "1735718700001",
+            "-1",
+            "1.7e12",
+            "soon",
+            "",
+        ] {
+            assert_eq!(
+                with(bad),
+                (
+                    Err(VerifyError::ImplausibleOrdering),
+                    Err(VerifyError::ImplausibleOrdering)
+                ),
+                "{bad}"
+            );
+        }
+        assert!(!verifier().records_query());
     }
 
     #[test]

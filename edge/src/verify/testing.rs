@@ -2,7 +2,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::Request;
+use super::{Head, Request};
 
 /// Build a header map from literal pairs; names may be in any case.
 pub(crate) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -14,6 +14,15 @@ pub(crate) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         );
     }
     map
+}
+
+/// A request head with an announced length.
+pub(crate) fn head(headers: &HeaderMap, content_length: Option<u64>, now: i64) -> Head<'_> {
+    Head {
+        headers,
+        content_length,
+        now,
+    }
 }
 
 /// A request without a query string.

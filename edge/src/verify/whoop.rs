@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::partition::json_path;
 use super::scheme::{Algorithm, Encoding, HeaderHmac, SignedTimestamp, TimestampUnit};
-use super::{Request, Verified, Verifier, VerifyError};
+use super::{Head, Request, Verified, Verifier, VerifyError};
 
 const SIGNATURE: &str = "x-whoop-signature";
 const TIMESTAMP: &str = "x-whoop-signature-timestamp";
@@ -44,6 +44,10 @@ impl WhoopVerifier {
 }
 
 impl Verifier for WhoopVerifier {
+    fn precheck(&self, head: &Head<'_>) -> Result<(), VerifyError> {
+        self.hmac.precheck(head.headers, head.now)
+    }
+
     fn verify(&self, req: &Request<'_>) -> Result<Verified, VerifyError> {
         self.hmac.verify(req.headers, req.body, req.now)?;
         Ok(Verified::Accept { principal: None })
@@ -62,7 +66,7 @@ impl Verifier for WhoopVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::testing::{headers, request};
+    use crate::verify::testing::{head, headers, request};
 
     const SECRET: &[u8] = b"whoop-test-client-secret";
     const T_MS: &str = "1735718400000";
@@ -85,6 +89,50 @@ mod tests {
             ("X-WHOOP-Signature-Timestamp", ts),
         ]);
         verifier().verify(&request(&h, body, now))
+    }
+
+    #[test]
+    fn precheck_checks_presence_shape_and_window_unread() {
+        let v = verifier();
+        let pre = |pairs: &[(&str, &str)], now| v.precheck(&head(&headers(pairs), Some(10), now));
+        let ts = ("x-whoop-signature-timestamp", T_MS);
+        assert_eq!(pre(&[("x-whoop-signature", SIG), ts], T), Ok(()));
+        assert_eq!(
+            pre(&[ts], T),
+            Err(VerifyError::MissingSignature("x-whoop-signature"))
+        );
+        assert_eq!(
+            pre(&[("x-whoop-signature", SIG)], T),
+            Err(VerifyError::MissingSignature("x-whoop-signature-timestamp"))
+        );
+        assert_eq!(
+            pre(
+                &[
+                    ("x-whoop-signature", SIG),
+                    ("x-whoop-signature-timestamp", "x")
+                ],
+                T
+            ),
+            Err(VerifyError::MalformedSignature(
+                "x-whoop-signature-timestamp"
+            ))
+        );
+        assert_eq!(
+            pre(&[("x-whoop-signature", SIG), ts], T + 301),
+            Err(VerifyError::StaleTimestamp)
+        );
+        // Hex is the wrong encoding; a truncated MAC the wrong length.
+        assert_eq!(
+            pre(&[("x-whoop-signature", SIG_HEX), ts], T),
+            Err(VerifyError::BadSignature)
+        );
+        assert_eq!(
+            pre(
+                &[("x-whoop-signature", "46y7Fo1Y6q4bSMD+nDb9uis2C0Ip"), ts],
+                T
+            ),
+            Err(VerifyError::BadSignature)
+        );
     }
 
     #[test]

@@ -8,16 +8,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge_core::RegisteredCodec;
 use futures::StreamExt;
-use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
 use super::notification::Vendor;
 use super::parking::{Claimed, Park, ParkReason};
 use super::{Fetch, Outcome};
 use crate::metrics::Metrics;
-use crate::publish::{self, Provenance};
+use crate::publish::{Changelog, Provenance};
 use crate::sink::Batch;
 use crate::sink::postgres::PgSink;
 
@@ -33,12 +31,8 @@ const CLAIM_LIMIT: i64 = 64;
 pub struct Outputs {
     /// PostgreSQL.
     pub sink: PgSink,
-    /// Producer for readings.
-    pub producer: FutureProducer,
-    /// Reading codec.
-    pub codec: RegisteredCodec,
-    /// Readings topic.
-    pub topic: String,
+    /// The readings changelog, shared with the pipeline.
+    pub changelog: Arc<Changelog>,
 }
 
 /// Runs until `shutdown`; every poll interval retries the due parked notifications.
@@ -105,7 +99,27 @@ async fn retry_one(fetch: &Fetch, out: &Outputs, metrics: &Metrics, c: Claimed) 
             let tombstones = normalized.tombstones.len() as u64;
             let mut batch = Batch::default();
             batch.push(&c.event_id, c.received_at, normalized);
-            match out.sink.write(&batch).await {
+            // The same path as the pipeline: the changes are published before the commit.
+            let prov = Provenance {
+                event_id: c.event_id.clone(),
+                partition: c.partition,
+                offset: c.offset,
+                traceparent: None,
+            };
+            let publish = |written: &crate::sink::Written| {
+                let changes: Vec<_> = written
+                    .changes
+                    .iter()
+                    .map(|change| (change.clone(), Some(prov.clone())))
+                    .collect();
+                async move {
+                    out.changelog
+                        .publish(&changes)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            };
+            match out.sink.write_then(&batch, publish).await {
                 Ok(_) => {}
                 // The same rows will be refused every time: close with the reason
                 // instead of retrying forever.
@@ -121,33 +135,13 @@ async fn retry_one(fetch: &Fetch, out: &Outputs, metrics: &Metrics, c: Claimed) 
                     return;
                 }
                 Err(error) => {
+                    // Rolled back: the lease re-runs the retry.
                     tracing::warn!(message = "Writing a parked notification's readings failed; will retry.", %error);
                     return;
                 }
             }
-            if !readings.is_empty() {
-                let prov = Provenance {
-                    event_id: c.event_id.clone(),
-                    partition: c.partition,
-                    offset: c.offset,
-                    traceparent: None,
-                };
-                let published: Vec<_> = readings
-                    .iter()
-                    .filter(|r| crate::sink::postgres::reading_problem(r).is_none())
-                    .cloned()
-                    .map(|r| (r, prov.clone()))
-                    .collect();
-                if let Err(error) =
-                    publish::readings(&out.producer, &out.topic, &out.codec, &published).await
-                {
-                    // Rows are committed; the lease re-runs the retry, which re-publishes.
-                    tracing::warn!(message = "Publishing a parked notification's readings failed; will retry.", %error);
-                    return;
-                }
-                for r in &readings {
-                    metrics.readings_written(&r.vendor, r.metric.as_str(), 1);
-                }
+            for r in &readings {
+                metrics.readings_written(&r.vendor, r.metric.as_str(), 1);
             }
             metrics.tombstones(tombstones);
             match note {

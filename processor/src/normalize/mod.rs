@@ -18,6 +18,7 @@
 
 pub mod healthkit;
 pub mod oura;
+pub mod plausible;
 pub mod terra;
 mod units;
 pub mod whoop;

@@ -67,7 +67,9 @@ const IGNORED: [&str; 8] = [
 /// - `daily`/`body`: `source_record_id = "<type>:<date part of metadata.start_time>"` (the
 ///   date as written, never shifted to UTC), interval = `metadata.start_time..end_time`.
 /// - `sleep`/`activity`: `source_record_id = metadata.summary_id`, falling back to
-///   `"<start_time>/<end_time>"` as written; interval = `metadata.start_time..end_time`.
+///   `"<type>:<start_time>"` as written; interval = `metadata.start_time..end_time`.
+/// - The document identity also holds `source` (`user.provider`): one user's GARMIN and
+///   OURA documents of the same day are two documents, never one row.
 pub fn normalize(env: &RawEnvelope) -> Result<Normalized, NormalizeError> {
     let body = parse_json(&env.body)?;
     let kind = body
@@ -174,32 +176,32 @@ fn account_event(body: &Value, kind: &str) -> AccountEvent {
     }
 }
 
-/// `metadata.start_time..end_time`, plus both strings as written.
+/// `metadata.start_time..end_time`, plus the start as written.
 struct Meta {
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     start_raw: String,
-    end_raw: String,
 }
 
 fn meta(item: &Value) -> Result<Meta, NormalizeError> {
     let (start, start_raw) =
         required_rfc3339(item, &["metadata", "start_time"], "metadata.start_time")?;
-    let (end, end_raw) = required_rfc3339(item, &["metadata", "end_time"], "metadata.end_time")?;
+    let (end, _) = required_rfc3339(item, &["metadata", "end_time"], "metadata.end_time")?;
     let (start, end) = interval(start, end)?;
     Ok(Meta {
         start,
         end,
         start_raw,
-        end_raw,
     })
 }
 
-/// `summary_id`, or the interval as written when a provider sends none.
-fn summary_record(item: &Value, m: &Meta, base: &Record) -> Record {
+/// `summary_id`, or `<kind>:<start_time as written>` when a provider sends none. Not
+/// the end: a night that is still syncing is re-sent with a later `end_time`, and must
+/// stay the same document so the new version replaces the old one.
+fn summary_record(kind: &str, item: &Value, m: &Meta, base: &Record) -> Record {
     let id = text(item, &["metadata", "summary_id"])
         .map(str::to_owned)
-        .unwrap_or_else(|| format!("{}/{}", m.start_raw, m.end_raw));
+        .unwrap_or_else(|| format!("{kind}:{}", m.start_raw));
     Record {
         source_record_id: id,
         ..base.clone()
@@ -257,7 +259,7 @@ fn oxygen(item: &Value, rec: &Record, out: &mut Vec<Reading>, m: &Meta) {
 fn sleep(item: &Value, base: &Record, out: &mut Vec<Reading>) -> Result<(), NormalizeError> {
     let m = meta(item)?;
     // `metadata.is_nap` changes nothing here: a nap is its own summary with its own interval.
-    let rec = summary_record(item, &m, base);
+    let rec = summary_record("sleep", item, &m, base);
     let push = |out: &mut Vec<Reading>, metric, v| rec.push(out, metric, v, m.start, m.end);
     let asleep = |k: &str| num(item, &["sleep_durations_data", "asleep", k]);
     push(
@@ -410,7 +412,7 @@ fn instant(
 
 fn activity(item: &Value, base: &Record, out: &mut Vec<Reading>) -> Result<(), NormalizeError> {
     let m = meta(item)?;
-    let rec = summary_record(item, &m, base);
+    let rec = summary_record("activity", item, &m, base);
     let push = |out: &mut Vec<Reading>, metric, v| rec.push(out, metric, v, m.start, m.end);
     // The workout's length is its interval, as for the other vendors.
     push(

@@ -7,20 +7,26 @@ pub mod postgres;
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{AccountEvent, Normalized, Reading, Tombstone};
+use crate::model::{AccountEvent, Change, Normalized, Reading, Tombstone};
 
 pub use postgres::{MIGRATOR, PgSink, SinkError};
 
 /// The records of several consumed messages, in offset order, written as one transaction.
 ///
-/// Order matters only between readings and tombstones: a tombstone removes the readings
-/// of its source record written *before* it (in earlier batches or earlier in this one),
-/// and a reading of the same record that comes *after* it (the vendor re-created the
-/// document) survives. Build batches with [`Batch::push`], which records that order.
+/// The readings one envelope carries for one document (same user, vendor,
+/// `source_record_id` and `source`) are one *version* of that document; a later version
+/// replaces the document's readings as a set when its `ordering` allows. A tombstone
+/// removes the readings of its source record written *before* it (in earlier batches or
+/// earlier in this one), and a reading of the same record that comes *after* it (the
+/// vendor re-created the document) survives. Build batches with [`Batch::push`], which
+/// records both the envelope boundaries and that order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Batch {
     /// Readings in message order.
     pub readings: Vec<Reading>,
+    /// Where each pushed envelope's readings start in `readings`, ascending. Empty means
+    /// all readings came from one envelope.
+    pub envelopes: Vec<usize>,
     /// Tombstones with their position: the number of entries of `readings` that precede
     /// the tombstone. A position beyond `readings.len()` means "after all readings".
     pub tombstones: Vec<(usize, Tombstone)>,
@@ -38,6 +44,7 @@ impl Batch {
     /// `<event_id>/<n>`, deterministic so a replay still collides with the first write.
     pub fn push(&mut self, event_id: &str, received_at: DateTime<Utc>, normalized: Normalized) {
         let position = self.readings.len();
+        self.envelopes.push(position);
         self.tombstones
             .extend(normalized.tombstones.into_iter().map(|t| (position, t)));
         self.readings.extend(normalized.readings);
@@ -51,6 +58,13 @@ impl Batch {
         }
     }
 
+    /// Index of the envelope `reading` (an index into `readings`) came from.
+    pub fn envelope_of(&self, reading: usize) -> usize {
+        self.envelopes
+            .partition_point(|&start| start <= reading)
+            .saturating_sub(1)
+    }
+
     /// True when there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.readings.is_empty() && self.tombstones.is_empty() && self.account_events.is_empty()
@@ -62,17 +76,35 @@ impl Batch {
 pub struct WriteStats {
     /// Row writes PostgreSQL performed for readings: inserts plus updates that changed a row.
     pub upserted: u64,
-    /// Readings sent to PostgreSQL that left the stored row as it was: identical to it, or
-    /// older (lower `ordering`) than it.
+    /// Readings sent to PostgreSQL that left the table as it was: identical to the stored
+    /// row, or part of a document version older (lower `ordering`) than the stored one.
     pub unchanged: u64,
-    /// Readings superseded by another reading with the same key in the same batch segment;
-    /// they never reached PostgreSQL.
+    /// Readings superseded within the batch: by a later version of their document in the
+    /// same batch segment, or by a reading with the same identity in the same version.
+    /// They never reached PostgreSQL.
     pub collapsed: u64,
     /// Reading rows removed by tombstones.
     pub deleted: u64,
+    /// Reading rows removed because a newer version of their document no longer has them
+    /// (another interval, a metric gone).
+    pub replaced: u64,
+    /// Readings dropped because the value lies outside its metric's plausible range
+    /// ([`crate::normalize::plausible`]).
+    pub implausible: u64,
     /// Account events stored (replays of stored events are not counted).
     pub account_events: u64,
     /// Records refused before SQL because PostgreSQL would reject or misstore them:
     /// non-finite values, `end_time < start_time`, NUL characters in text.
     pub rejected: u64,
+}
+
+/// What one [`PgSink::write`] did: the counts, and every change the table made, in the
+/// order it made them (the changelog publishes them in this order).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Written {
+    /// Counts.
+    pub stats: WriteStats,
+    /// Row changes, in statement order. A key appears at most once per statement, and
+    /// statements ran in this order inside the one transaction.
+    pub changes: Vec<Change>,
 }

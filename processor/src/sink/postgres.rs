@@ -2,9 +2,9 @@
 //! account events, one transaction per [`Batch`].
 //!
 //! Batch size is bounded by memory and latency, not by PostgreSQL's 65,535
-//! bind-parameter limit: every statement binds one array per column (10 for
-//! readings), whatever the number of rows, so the SQL text and its prepared
-//! statement never change with the batch size.
+//! bind-parameter limit: every statement binds one array per column (5 for document
+//! versions and 10 for their readings), whatever the number of rows, so the SQL text
+//! and its prepared statement never change with the batch size.
 //!
 //! # Semantics of a batch
 //!
@@ -12,37 +12,49 @@
 //! so the outcome does not depend on how the consumer happened to cut batches:
 //!
 //! * Readings are split into segments at tombstones. A tombstone deletes the rows of
-//!   its record written before it; readings after it (a re-created document) are
-//!   written after the delete and survive. Tombstones are rare, so a batch is
-//!   usually one segment and one upsert.
-//! * Within a segment, readings with the same key collapse to what applying them in
-//!   order would leave. A reading replaces a row when either has no `ordering` or
-//!   the new `ordering` is at least the stored one. That rule is not transitive
-//!   (`100`, then `None`, then `50` ends at `50`), so when a key's readings include
-//!   one without `ordering` followed by anchored ones, the segment is written in two
-//!   passes of the same statement: the last unanchored reading, then the final one.
+//!   its document (and its version row) written before it; readings after it (a
+//!   re-created document) are written after the delete and survive. Tombstones are
+//!   rare, so a batch is usually one segment.
+//! * The readings one envelope carries for one document (user, vendor,
+//!   `source_record_id`, `source`) are a *version* of it. A version replaces the
+//!   document's rows as a set, in `apply_versions.sql`: rows it does not have are
+//!   deleted. It is applied when either it or the stored version has no `ordering`, or
+//!   its `ordering` is at least the stored one (`reading_documents`), so an older version
+//!   changes and removes nothing.
+//! * Within a segment, a document's versions collapse to what applying them in order
+//!   would leave. The rule is not transitive (`100`, then `None`, then `50` ends at `50`),
+//!   so when a document's versions include one without `ordering` followed by anchored
+//!   ones, the segment is written in two passes of the same statement: the last
+//!   unanchored version, then the final one.
 //! * Records PostgreSQL would reject (non-finite values, `end_time < start_time`,
 //!   years outside 1–9999, NUL in text) are dropped and counted in
 //!   [`WriteStats::rejected`] instead of failing the whole batch: one bad value from a
-//!   normalizer must not hold back or dead-letter a thousand good ones.
+//!   normalizer must not hold back or dead-letter a thousand good ones. Values outside
+//!   their metric's plausible range are dropped from their version (which still
+//!   replaces the document's set) and counted in [`WriteStats::implausible`].
+//! * Every change the statements make is returned ([`Written::changes`]), in order, for
+//!   the changelog.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgArguments, PgConnection, PgCopyIn, PgPool, PgPoolOptions, Postgres};
-use sqlx::query::Query;
+use sqlx::query::QueryAs;
 use tracing::{instrument, warn};
 
-use super::{Batch, WriteStats};
-use crate::model::{AccountEvent, Reading, Tombstone};
+use super::{Batch, WriteStats, Written};
+use crate::metrics::Metrics;
+use crate::model::{AccountEvent, Change, Reading, ReadingKey, Tombstone};
+use crate::normalize::plausible::{self, is_plausible};
 
 /// The workspace's migrations, embedded at compile time; the processor applies them
 /// at start and `#[sqlx::test]` applies them to each test database.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
-const UPSERT_READINGS: &str = include_str!("upsert_readings.sql");
+const APPLY_VERSIONS: &str = include_str!("apply_versions.sql");
 const DELETE_RECORDS: &str = include_str!("delete_records.sql");
 const INSERT_ACCOUNT_EVENTS: &str = include_str!("insert_account_events.sql");
 const COPY_READINGS: &str = include_str!("copy_readings.sql");
@@ -65,6 +77,10 @@ pub enum SinkError {
     /// Applying the embedded migrations failed.
     #[error("could not apply database migrations: {0}")]
     Migrate(MigrateError),
+    /// What had to happen before the commit (publishing the changelog) failed; the batch
+    /// was rolled back. Always transient.
+    #[error("rolled back, the step before commit failed: {0}")]
+    BeforeCommit(String),
     /// A statement failed; `op` names what the sink was doing.
     #[error("PostgreSQL failed to {op}: {source}")]
     Query {
@@ -85,7 +101,7 @@ impl SinkError {
             SinkError::Connect(e) | SinkError::Query { source: e, .. } => Some(e),
             SinkError::Migrate(MigrateError::Execute(e))
             | SinkError::Migrate(MigrateError::ExecuteMigration(e, _)) => Some(e),
-            SinkError::Migrate(_) => None,
+            SinkError::Migrate(_) | SinkError::BeforeCommit(_) => None,
         }
     }
 
@@ -95,6 +111,9 @@ impl SinkError {
     /// start-up, resource exhaustion, a read-only server during fail-over, and our own
     /// pool closed at shutdown (the batch is redelivered after restart).
     pub fn is_transient(&self) -> bool {
+        if matches!(self, SinkError::BeforeCommit(_)) {
+            return true;
+        }
         let Some(error) = self.sqlx_error() else {
             return false;
         };
@@ -146,9 +165,17 @@ fn transient_sqlstate(code: &str) -> bool {
 }
 
 /// Writes canonical records to PostgreSQL.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PgSink {
     pool: PgPool,
+    /// Where implausible values are counted; `None` in unit tests and tools.
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl std::fmt::Debug for PgSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSink").field("pool", &self.pool).finish()
+    }
 }
 
 impl PgSink {
@@ -161,12 +188,24 @@ impl PgSink {
             .connect(url)
             .await
             .map_err(SinkError::Connect)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            metrics: None,
+        })
     }
 
     /// Wraps an existing pool (tests get one per database from `#[sqlx::test]`).
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            metrics: None,
+        }
+    }
+
+    /// Counts implausible values in `metrics` (`processor_implausible_total`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Applies the embedded migrations. Safe to run from several processors at once:
@@ -191,18 +230,52 @@ impl PgSink {
 
     /// Writes a batch in one transaction: readings, tombstones and account events
     /// commit together or not at all. See the module documentation for the order and
-    /// collapse rules. Readings PostgreSQL would reject are dropped and counted.
+    /// collapse rules. Readings PostgreSQL would reject, or whose value is implausible,
+    /// are dropped and counted. Returns the counts and every change the table made.
+    pub async fn write(&self, batch: &Batch) -> Result<Written, SinkError> {
+        self.write_then(batch, |_| async { Ok(()) }).await
+    }
+
+    /// [`write`](Self::write), calling `before_commit` with the changes after every
+    /// statement ran and before the commit; its error rolls the batch back (a transient
+    /// [`SinkError::BeforeCommit`]).
+    ///
+    /// The changelog is published here: a publish that fails leaves the table unchanged,
+    /// so the redelivered batch makes (and publishes) the same changes again, and the
+    /// rows stay locked until their changes are acknowledged, so two writers of one
+    /// document, on any replica, publish in the order they commit.
     #[instrument(skip_all, fields(
         readings = batch.readings.len(),
         tombstones = batch.tombstones.len(),
         account_events = batch.account_events.len(),
     ))]
-    pub async fn write(&self, batch: &Batch) -> Result<WriteStats, SinkError> {
+    pub async fn write_then<F, Fut>(
+        &self,
+        batch: &Batch,
+        before_commit: F,
+    ) -> Result<Written, SinkError>
+    where
+        F: FnOnce(&Written) -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
         let plan = Plan::new(batch);
-        let mut stats = plan.stats;
-        if plan.steps.is_empty() && plan.events.event_id.is_empty() {
-            return Ok(stats);
+        let mut written = Written {
+            stats: plan.stats,
+            changes: Vec::new(),
+        };
+        if let Some(metrics) = &self.metrics {
+            for r in &plan.implausible {
+                metrics.implausible(&r.vendor, r.metric.as_str());
+            }
         }
+        if plan.steps.is_empty() && plan.events.event_id.is_empty() {
+            before_commit(&written)
+                .await
+                .map_err(SinkError::BeforeCommit)?;
+            return Ok(written);
+        }
+        let stats = &mut written.stats;
+        let changes = &mut written.changes;
 
         let mut tx = self
             .pool
@@ -211,26 +284,43 @@ impl PgSink {
             .map_err(SinkError::query("begin a transaction"))?;
         for step in plan.steps {
             match step {
-                Step::Upsert(columns) => {
-                    let sent = columns.len() as u64;
-                    let written = columns
-                        .bind(sqlx::query(UPSERT_READINGS))
-                        .execute(&mut *tx)
+                Step::Apply(mut pass) => {
+                    let sent = pass.readings.len() as u64;
+                    let index = std::mem::take(&mut pass.index);
+                    let rows: Vec<ChangeRow> = pass
+                        .bind(sqlx::query_as(APPLY_VERSIONS))
+                        .fetch_all(&mut *tx)
                         .await
-                        .map_err(SinkError::query("upsert readings"))?
-                        .rows_affected();
-                    stats.upserted += written;
-                    stats.unchanged += sent.saturating_sub(written);
+                        .map_err(SinkError::query("apply document versions"))?;
+                    let mut upserted = 0u64;
+                    for row in rows {
+                        let (is_upsert, key) = row.into_key();
+                        if is_upsert {
+                            upserted += 1;
+                            if let Some(&i) = index.get(&key) {
+                                changes.push(Change::Upsert {
+                                    reading: batch.readings[i].clone(),
+                                    envelope: batch.envelope_of(i),
+                                });
+                            }
+                        } else {
+                            stats.replaced += 1;
+                            changes.push(Change::Delete(key));
+                        }
+                    }
+                    stats.upserted += upserted;
+                    stats.unchanged += sent.saturating_sub(upserted);
                 }
                 Step::Delete(columns) => {
-                    stats.deleted += sqlx::query(DELETE_RECORDS)
+                    let rows: Vec<KeyRow> = sqlx::query_as(DELETE_RECORDS)
                         .bind(columns.user_id)
                         .bind(columns.vendor)
                         .bind(columns.source_record_id)
-                        .execute(&mut *tx)
+                        .fetch_all(&mut *tx)
                         .await
-                        .map_err(SinkError::query("delete tombstoned readings"))?
-                        .rows_affected();
+                        .map_err(SinkError::query("delete tombstoned readings"))?;
+                    stats.deleted += rows.len() as u64;
+                    changes.extend(rows.into_iter().map(|r| Change::Delete(key_of(r))));
                 }
             }
         }
@@ -248,10 +338,14 @@ impl PgSink {
                 .map_err(SinkError::query("insert account events"))?
                 .rows_affected();
         }
+        // Dropping the transaction on error rolls it back.
+        before_commit(&written)
+            .await
+            .map_err(SinkError::BeforeCommit)?;
         tx.commit()
             .await
             .map_err(SinkError::query("commit a batch"))?;
-        Ok(stats)
+        Ok(written)
     }
 
     /// Bulk-loads readings with plain `COPY … FROM STDIN`: no conflict handling, no
@@ -421,37 +515,120 @@ fn reject_text(kind: &'static str, vendor: &str, texts: &[Option<&str>]) -> bool
     true
 }
 
+/// A changed row's identity as `apply_versions.sql` and `delete_records.sql` return it.
+type KeyRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
+
+/// `apply_versions.sql`'s rows: whether the row was upserted (else removed), and its key.
+#[derive(sqlx::FromRow)]
+struct ChangeRow {
+    upserted: bool,
+    user_id: String,
+    vendor: String,
+    source_record_id: String,
+    source: Option<String>,
+    metric: String,
+    start_time: DateTime<Utc>,
+    end_time: DateTime<Utc>,
+}
+
+impl ChangeRow {
+    fn into_key(self) -> (bool, ReadingKey) {
+        (
+            self.upserted,
+            key_of((
+                self.user_id,
+                self.vendor,
+                self.source_record_id,
+                self.source,
+                self.metric,
+                self.start_time,
+                self.end_time,
+            )),
+        )
+    }
+}
+
+fn key_of((user_id, vendor, source_record_id, source, metric, start, end): KeyRow) -> ReadingKey {
+    ReadingKey {
+        user_id,
+        vendor,
+        source_record_id,
+        source,
+        metric,
+        start_micros: start.timestamp_micros(),
+        end_micros: end.timestamp_micros(),
+    }
+}
+
 /// The statements one batch turns into, in execution order.
 struct Plan<'a> {
     steps: Vec<Step<'a>>,
     events: EventColumns<'a>,
-    /// `collapsed` and `rejected`, known before any SQL runs.
+    /// `collapsed`, `rejected` and `implausible`, known before any SQL runs.
     stats: WriteStats,
+    /// Readings dropped as implausible, for the metric.
+    implausible: Vec<&'a Reading>,
 }
 
 enum Step<'a> {
-    Upsert(ReadingColumns<'a>),
+    Apply(Box<Pass<'a>>),
     Delete(TombstoneColumns<'a>),
 }
 
-/// Conflict key of `readings`, with times as stored (microseconds).
-type Key<'a> = (&'a str, &'a str, &'static str, i64, i64);
+/// A document's identity, as stored.
+type DocKey<'a> = (&'a str, &'a str, &'a str, Option<&'a str>);
 
-/// What a segment's readings for one key reduce to, as indices into the segment.
+/// One version of one document: the readings one envelope carries for it.
+struct Version<'a> {
+    doc: DocKey<'a>,
+    ordering: Option<i64>,
+    /// Indices into the batch's readings; at most one per identity (the last one).
+    readings: Vec<usize>,
+}
+
+/// What a segment's versions of one document reduce to, as indices into its versions.
 struct Slot {
-    /// The last reading without `ordering`: from it on, the outcome no longer depends
-    /// on the stored row.
+    /// The last version without `ordering`: from it on, the outcome no longer depends
+    /// on the stored document.
     unanchored: Option<usize>,
-    /// What applying the readings in order leaves.
+    /// What applying the versions in order leaves.
     current: usize,
 }
 
-/// Whether `new` replaces a row holding `stored`; mirrors the upsert's WHERE.
+/// Whether a version with `new` ordering replaces a document holding `stored`; mirrors
+/// the gate in `apply_versions.sql`.
 fn replaces(stored: Option<i64>, new: Option<i64>) -> bool {
     match (stored, new) {
         (Some(stored), Some(new)) => new >= stored,
         _ => true,
     }
+}
+
+/// Logs and reports a reading whose value is outside its metric's plausible range.
+fn implausible(r: &Reading) -> bool {
+    if is_plausible(r) {
+        return false;
+    }
+    let range = plausible::range(r.metric);
+    warn!(
+        message = "Implausible value is not a reading; dropped.",
+        vendor = %r.vendor,
+        metric = %r.metric,
+        value = r.value,
+        min = range.start(),
+        max = range.end(),
+        user_id = %r.user_id,
+        source_record_id = %r.source_record_id,
+    );
+    true
 }
 
 impl<'a> Plan<'a> {
@@ -460,6 +637,7 @@ impl<'a> Plan<'a> {
             steps: Vec::new(),
             events: EventColumns::default(),
             stats: WriteStats::default(),
+            implausible: Vec::new(),
         };
         let readings = &batch.readings;
 
@@ -491,12 +669,12 @@ impl<'a> Plan<'a> {
                 i += 1;
             }
             if !deletes.user_id.is_empty() {
-                plan.push_segment(&readings[segment_start..position]);
+                plan.push_segment(batch, segment_start..position);
                 plan.steps.push(Step::Delete(deletes));
                 segment_start = position;
             }
         }
-        plan.push_segment(&readings[segment_start..]);
+        plan.push_segment(batch, segment_start..readings.len());
 
         for (event_id, event, received_at) in &batch.account_events {
             let texts = [
@@ -515,68 +693,172 @@ impl<'a> Plan<'a> {
         plan
     }
 
-    /// Collapses one tombstone-free run of readings into at most two upserts.
-    fn push_segment(&mut self, segment: &'a [Reading]) {
-        // A BTreeMap sends rows in key order: concurrent batches touching the same
-        // keys then lock them in the same order and cannot deadlock each other.
-        let mut slots: BTreeMap<Key<'a>, Slot> = BTreeMap::new();
+    /// Collapses one tombstone-free run of readings into document versions, and those
+    /// into at most two passes of `apply_versions.sql`.
+    fn push_segment(&mut self, batch: &'a Batch, segment: std::ops::Range<usize>) {
+        let readings = &batch.readings;
+        // 1. Versions: per envelope, the readings of each document. Within a version the
+        // last reading of an identity wins.
+        let mut versions: Vec<Version<'a>> = Vec::new();
+        let mut open: HashMap<DocKey<'a>, usize> = HashMap::new();
+        let mut identities: HashMap<(usize, Key), usize> = HashMap::new();
+        let mut envelope = usize::MAX;
         let mut valid = 0u64;
-        for (index, r) in segment.iter().enumerate() {
+        for index in segment {
+            let r = &readings[index];
             if reject_reading(r) {
                 self.stats.rejected += 1;
                 continue;
             }
-            valid += 1;
-            let key = (
+            let e = batch.envelope_of(index);
+            if e != envelope {
+                envelope = e;
+                open.clear();
+            }
+            let doc = (
                 r.user_id.as_str(),
                 r.vendor.as_str(),
+                r.source_record_id.as_str(),
+                r.source.as_deref(),
+            );
+            let v = *open.entry(doc).or_insert_with(|| {
+                versions.push(Version {
+                    doc,
+                    ordering: r.ordering,
+                    readings: Vec::new(),
+                });
+                versions.len() - 1
+            });
+            // The version stays (it still replaces the document's set) without the value.
+            if implausible(r) {
+                self.stats.implausible += 1;
+                self.implausible.push(r);
+                continue;
+            }
+            valid += 1;
+            let key = (
                 r.metric.as_str(),
                 r.start_time.timestamp_micros(),
                 r.end_time.timestamp_micros(),
             );
-            let unanchored = r.ordering.is_none().then_some(index);
+            match identities.get(&(v, key)) {
+                Some(&at) => versions[v].readings[at] = index,
+                None => {
+                    identities.insert((v, key), versions[v].readings.len());
+                    versions[v].readings.push(index);
+                }
+            }
+        }
+
+        // 2. Per document, what applying its versions in order leaves. A BTreeMap sends
+        // documents in key order: concurrent batches touching the same documents then
+        // lock them in the same order and cannot deadlock each other.
+        let mut slots: BTreeMap<DocKey<'a>, Slot> = BTreeMap::new();
+        for (v, version) in versions.iter().enumerate() {
+            let unanchored = version.ordering.is_none().then_some(v);
             slots
-                .entry(key)
+                .entry(version.doc)
                 .and_modify(|slot| {
-                    if r.ordering.is_none() {
+                    if version.ordering.is_none() {
                         *slot = Slot {
                             unanchored,
-                            current: index,
+                            current: v,
                         };
-                    } else if replaces(segment[slot.current].ordering, r.ordering) {
-                        slot.current = index;
+                    } else if replaces(versions[slot.current].ordering, version.ordering) {
+                        slot.current = v;
                     }
                 })
                 .or_insert(Slot {
                     unanchored,
-                    current: index,
+                    current: v,
                 });
         }
 
-        let mut first = ReadingColumns::with_capacity(slots.len());
-        let mut second = ReadingColumns::default();
+        let mut first = Pass::default();
+        let mut second = Pass::default();
         for slot in slots.values() {
             match slot.unanchored {
-                // The stored row could be newer than `current` and block it, but in
-                // order the unanchored reading would have replaced the stored row and
+                // The stored version could be newer than `current` and block it, but in
+                // order the unanchored version would have replaced the stored one and
                 // `current` then replaced that: write both, in that order.
                 Some(unanchored) if unanchored != slot.current => {
-                    first.push(&segment[unanchored]);
-                    second.push(&segment[slot.current]);
+                    first.push(&versions[unanchored], readings);
+                    second.push(&versions[slot.current], readings);
                 }
-                _ => first.push(&segment[slot.current]),
+                _ => first.push(&versions[slot.current], readings),
             }
         }
-        self.stats.collapsed += valid - (first.len() + second.len()) as u64;
-        for columns in [first, second] {
-            if !columns.is_empty() {
-                self.steps.push(Step::Upsert(columns));
+        self.stats.collapsed += valid - (first.readings.len() + second.readings.len()) as u64;
+        for pass in [first, second] {
+            if !pass.docs.user_id.is_empty() {
+                self.steps.push(Step::Apply(Box::new(pass)));
             }
         }
     }
 }
 
-/// The upsert's parameters, one vector per column, in `upsert_readings.sql` order.
+/// Identity of a reading within its document, with times as stored (microseconds).
+type Key = (&'static str, i64, i64);
+
+/// One execution of `apply_versions.sql`: at most one version per document.
+#[derive(Default)]
+struct Pass<'a> {
+    docs: DocColumns<'a>,
+    readings: ReadingColumns<'a>,
+    /// Which batch reading each identity sent here came from, to turn returned keys into
+    /// changelog records.
+    index: HashMap<ReadingKey, usize>,
+}
+
+impl<'a> Pass<'a> {
+    fn push(&mut self, version: &Version<'a>, readings: &'a [Reading]) {
+        self.docs.push(version.doc, version.ordering);
+        for &i in &version.readings {
+            let r = &readings[i];
+            self.readings.push(r);
+            self.index.insert(r.key(), i);
+        }
+    }
+
+    fn bind<'q, O>(
+        self,
+        query: QueryAs<'q, Postgres, O, PgArguments>,
+    ) -> QueryAs<'q, Postgres, O, PgArguments>
+    where
+        'a: 'q,
+    {
+        let docs = self.docs;
+        let query = query
+            .bind(docs.user_id)
+            .bind(docs.vendor)
+            .bind(docs.source_record_id)
+            .bind(docs.source)
+            .bind(docs.ordering);
+        self.readings.bind(query)
+    }
+}
+
+/// The document columns of `apply_versions.sql` ($1..$5).
+#[derive(Default)]
+struct DocColumns<'a> {
+    user_id: Vec<&'a str>,
+    vendor: Vec<&'a str>,
+    source_record_id: Vec<&'a str>,
+    source: Vec<Option<&'a str>>,
+    ordering: Vec<Option<i64>>,
+}
+
+impl<'a> DocColumns<'a> {
+    fn push(&mut self, (user_id, vendor, record, source): DocKey<'a>, ordering: Option<i64>) {
+        self.user_id.push(user_id);
+        self.vendor.push(vendor);
+        self.source_record_id.push(record);
+        self.source.push(source);
+        self.ordering.push(ordering);
+    }
+}
+
+/// The reading columns of `apply_versions.sql` ($6..$15).
 #[derive(Default)]
 struct ReadingColumns<'a> {
     user_id: Vec<&'a str>,
@@ -592,21 +874,6 @@ struct ReadingColumns<'a> {
 }
 
 impl<'a> ReadingColumns<'a> {
-    fn with_capacity(n: usize) -> Self {
-        Self {
-            user_id: Vec::with_capacity(n),
-            vendor: Vec::with_capacity(n),
-            metric: Vec::with_capacity(n),
-            value: Vec::with_capacity(n),
-            unit: Vec::with_capacity(n),
-            start_time: Vec::with_capacity(n),
-            end_time: Vec::with_capacity(n),
-            source_record_id: Vec::with_capacity(n),
-            source: Vec::with_capacity(n),
-            ordering: Vec::with_capacity(n),
-        }
-    }
-
     fn push(&mut self, r: &'a Reading) {
         self.user_id.push(&r.user_id);
         self.vendor.push(&r.vendor);
@@ -625,11 +892,10 @@ impl<'a> ReadingColumns<'a> {
         self.user_id.len()
     }
 
-    fn is_empty(&self) -> bool {
-        self.user_id.is_empty()
-    }
-
-    fn bind<'q>(self, query: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments>
+    fn bind<'q, O>(
+        self,
+        query: QueryAs<'q, Postgres, O, PgArguments>,
+    ) -> QueryAs<'q, Postgres, O, PgArguments>
     where
         'a: 'q,
     {
@@ -766,6 +1032,15 @@ mod tests {
         }
     }
 
+    /// One envelope per reading, in order.
+    fn envelopes(readings: Vec<Reading>) -> Batch {
+        let mut batch = Batch::default();
+        for (i, r) in readings.into_iter().enumerate() {
+            batch.push(&format!("e{i}"), at(0), message(vec![r], vec![]));
+        }
+        batch
+    }
+
     fn message(readings: Vec<Reading>, tombstones: Vec<Tombstone>) -> Normalized {
         Normalized {
             readings,
@@ -781,11 +1056,11 @@ mod tests {
         with_nanos.source = None;
         with_nanos.start_time += chrono::Duration::nanoseconds(1_500);
         let batch = readings(vec![
-            reading("s1", Metric::HeartRate, 0, 61.5, Some(7)),
+            reading("s1", Metric::Distance, 0, 61.5, Some(7)),
             with_nanos.clone(),
         ]);
 
-        let stats = sink.write(&batch).await.unwrap();
+        let stats = sink.write(&batch).await.unwrap().stats;
 
         assert_eq!(stats.upserted, 2);
         let mut expected = row(&with_nanos);
@@ -800,8 +1075,8 @@ mod tests {
     async fn same_batch_twice_is_idempotent(pool: PgPool) {
         let sink = PgSink::from_pool(pool.clone());
         let batch = readings(vec![
-            reading("s1", Metric::HeartRate, 0, 61.0, Some(1)),
-            reading("s1", Metric::HeartRate, 60, 62.0, None),
+            reading("s1", Metric::Distance, 0, 61.0, Some(1)),
+            reading("s1", Metric::Distance, 60, 62.0, None),
         ]);
         sink.write(&batch).await.unwrap();
         let first = stored(&pool).await;
@@ -810,7 +1085,7 @@ mod tests {
             .await
             .unwrap();
 
-        let stats = sink.write(&batch).await.unwrap();
+        let stats = sink.write(&batch).await.unwrap().stats;
 
         assert_eq!((stats.upserted, stats.unchanged), (0, 2));
         assert_eq!(stored(&pool).await, first);
@@ -825,15 +1100,15 @@ mod tests {
     #[sqlx::test(migrator = "MIGRATOR")]
     async fn duplicates_within_a_batch_collapse(pool: PgPool) {
         let sink = PgSink::from_pool(pool.clone());
-        let newest = reading("s1", Metric::HeartRate, 0, 3.0, Some(30));
-        let batch = readings(vec![
-            reading("s1", Metric::HeartRate, 0, 1.0, Some(10)),
+        let newest = reading("s1", Metric::Distance, 0, 3.0, Some(30));
+        let batch = envelopes(vec![
+            reading("s1", Metric::Distance, 0, 1.0, Some(10)),
             newest.clone(),
             // Older than what precedes it in the batch: must not win.
-            reading("s1", Metric::HeartRate, 0, 2.0, Some(20)),
+            reading("s1", Metric::Distance, 0, 2.0, Some(20)),
         ]);
 
-        let stats = sink.write(&batch).await.unwrap();
+        let stats = sink.write(&batch).await.unwrap().stats;
 
         assert_eq!((stats.upserted, stats.collapsed), (1, 2));
         assert_eq!(stored(&pool).await, vec![row(&newest)]);
@@ -885,7 +1160,7 @@ mod tests {
         let sink = PgSink::from_pool(pool.clone());
         sink.write(&readings(vec![reading(
             "s1",
-            Metric::HeartRate,
+            Metric::Distance,
             0,
             1.0,
             Some(100),
@@ -893,9 +1168,9 @@ mod tests {
         .await
         .unwrap();
         // One by one: 100, then None replaces it, then 50 replaces the None.
-        let last = reading("s1", Metric::HeartRate, 0, 3.0, Some(50));
-        let batch = readings(vec![
-            reading("s1", Metric::HeartRate, 0, 2.0, None),
+        let last = reading("s1", Metric::Distance, 0, 3.0, Some(50));
+        let batch = envelopes(vec![
+            reading("s1", Metric::Distance, 0, 2.0, None),
             last.clone(),
         ]);
 
@@ -907,13 +1182,13 @@ mod tests {
     #[sqlx::test(migrator = "MIGRATOR")]
     async fn tombstone_deletes_its_record_across_metrics_only(pool: PgPool) {
         let sink = PgSink::from_pool(pool.clone());
-        let mut other_user = reading("s1", Metric::HeartRate, 0, 9.0, None);
+        let mut other_user = reading("s1", Metric::Distance, 0, 9.0, None);
         other_user.user_id = "u2".into();
-        let mut other_vendor = reading("s1", Metric::HeartRate, 0, 8.0, None);
+        let mut other_vendor = reading("s1", Metric::Distance, 0, 8.0, None);
         other_vendor.vendor = "oura".into();
-        let kept = reading("s2", Metric::HeartRate, 120, 70.0, None);
+        let kept = reading("s2", Metric::Distance, 120, 70.0, None);
         sink.write(&readings(vec![
-            reading("s1", Metric::HeartRate, 0, 60.0, None),
+            reading("s1", Metric::Distance, 0, 60.0, None),
             reading("s1", Metric::StepCount, 0, 500.0, None),
             reading("s1", Metric::SleepTotal, 60, 3600.0, None),
             kept.clone(),
@@ -925,7 +1200,7 @@ mod tests {
 
         let mut batch = Batch::default();
         batch.push("e1", at(0), message(vec![], vec![tombstone("s1")]));
-        let stats = sink.write(&batch).await.unwrap();
+        let stats = sink.write(&batch).await.unwrap().stats;
 
         assert_eq!(stats.deleted, 3);
         let mut expected = vec![row(&kept), row(&other_user), row(&other_vendor)];
@@ -946,47 +1221,48 @@ mod tests {
         )]))
         .await
         .unwrap();
-        let recreated = reading("s1", Metric::HeartRate, 0, 3.0, Some(1));
+        let recreated = reading("s1", Metric::Distance, 0, 3.0, Some(1));
         let mut batch = Batch::default();
         // Before the tombstone in this batch: removed too, though it has a higher ordering.
         batch.push(
             "e1",
             at(0),
             message(
-                vec![reading("s1", Metric::HeartRate, 0, 2.0, Some(9))],
+                vec![reading("s1", Metric::Distance, 0, 2.0, Some(9))],
                 vec![],
             ),
         );
         batch.push("e2", at(1), message(vec![], vec![tombstone("s1")]));
         batch.push("e3", at(2), message(vec![recreated.clone()], vec![]));
 
-        let stats = sink.write(&batch).await.unwrap();
+        let stats = sink.write(&batch).await.unwrap().stats;
 
         assert_eq!(stored(&pool).await, vec![row(&recreated)]);
-        assert_eq!(stats.deleted, 2);
+        // e1 replaced the earlier version's set (one row), the tombstone removed e1's row.
+        assert_eq!((stats.replaced, stats.deleted), (1, 1));
     }
 
     #[sqlx::test(migrator = "MIGRATOR")]
     async fn invalid_readings_are_rejected_and_counted(pool: PgPool) {
         let sink = PgSink::from_pool(pool.clone());
-        let good = reading("s1", Metric::HeartRate, 0, 60.0, None);
-        let mut inverted = reading("s1", Metric::HeartRate, 600, 1.0, None);
+        let good = reading("s1", Metric::Distance, 0, 60.0, None);
+        let mut inverted = reading("s1", Metric::Distance, 600, 1.0, None);
         inverted.end_time = at(0);
-        let mut nul = reading("s\0", Metric::HeartRate, 1200, 1.0, None);
+        let mut nul = reading("s\0", Metric::Distance, 1200, 1.0, None);
         nul.source = Some("x\0".into());
-        let mut ancient = reading("s1", Metric::HeartRate, 1800, 1.0, None);
+        let mut ancient = reading("s1", Metric::Distance, 1800, 1.0, None);
         ancient.start_time = DateTime::from_timestamp(-70_000_000_000, 0).unwrap();
         let batch = readings(vec![
-            reading("s1", Metric::HeartRate, 60, f64::NAN, None),
-            reading("s1", Metric::HeartRate, 120, f64::INFINITY, None),
-            reading("s1", Metric::HeartRate, 180, f64::NEG_INFINITY, None),
+            reading("s1", Metric::Distance, 60, f64::NAN, None),
+            reading("s1", Metric::Distance, 120, f64::INFINITY, None),
+            reading("s1", Metric::Distance, 180, f64::NEG_INFINITY, None),
             inverted,
             nul,
             ancient,
             good.clone(),
         ]);
 
-        let stats = sink.write(&batch).await.unwrap();
+        let stats = sink.write(&batch).await.unwrap().stats;
         assert_eq!((stats.rejected, stats.upserted), (6, 1));
         assert_eq!(stored(&pool).await, vec![row(&good)]);
 
@@ -1012,7 +1288,7 @@ mod tests {
         let mut unsourced = reading("s3", Metric::Distance, 60, 1e-7, None);
         unsourced.source = None;
         let mut many: Vec<Reading> = (0..20_000)
-            .map(|i| reading("bulk", Metric::HeartRate, i * 60, i as f64 / 3.0, Some(i)))
+            .map(|i| reading("bulk", Metric::Distance, i * 60, i as f64 / 3.0, Some(i)))
             .collect();
         many.push(quoted.clone());
         many.push(unsourced.clone());
@@ -1049,8 +1325,8 @@ mod tests {
             },
         );
 
-        assert_eq!(sink.write(&batch).await.unwrap().account_events, 2);
-        assert_eq!(sink.write(&batch).await.unwrap().account_events, 0);
+        assert_eq!(sink.write(&batch).await.unwrap().stats.account_events, 2);
+        assert_eq!(sink.write(&batch).await.unwrap().stats.account_events, 0);
         let ids: Vec<(String, String)> =
             sqlx::query_as("SELECT event_id, kind FROM account_events ORDER BY id")
                 .fetch_all(&pool)
@@ -1078,86 +1354,385 @@ mod tests {
         }
     }
 
+    /// A message as a vendor would send it: one ordering for the whole payload, a few
+    /// documents of two sources, intervals that change between versions, now and then an
+    /// implausible value or a deletion.
     fn random_message(rng: &mut Lcg, value: &mut f64) -> Normalized {
         let records = ["a", "b", "c"];
+        let sources = [Some("OURA"), Some("GARMIN"), None];
         let metrics = [Metric::HeartRate, Metric::StepCount];
         let mut out = Normalized::default();
         if rng.below(5) == 0 {
             out.tombstones
                 .push(tombstone(records[rng.below(3) as usize]));
         }
-        for _ in 0..rng.below(4) {
+        let ordering = match rng.below(4) {
+            0 => None,
+            n => Some(n as i64 * 10 + rng.below(3) as i64),
+        };
+        for _ in 0..rng.below(5) {
             *value += 1.0;
-            let ordering = match rng.below(4) {
-                0 => None,
-                n => Some(n as i64 * 10 + rng.below(3) as i64),
-            };
-            out.readings.push(reading(
+            let mut r = reading(
                 records[rng.below(3) as usize],
                 metrics[rng.below(2) as usize],
                 rng.below(2) as i64 * 60,
-                *value,
+                if rng.below(8) == 0 {
+                    900.0
+                } else {
+                    40.0 + *value
+                },
                 ordering,
-            ));
+            );
+            r.end_time = r.start_time + chrono::Duration::seconds(rng.below(3) as i64 * 60);
+            r.source = sources[rng.below(3) as usize].map(str::to_owned);
+            out.readings.push(r);
         }
         out
     }
 
-    /// Whatever the batching, the table ends as if every reading and tombstone had been
-    /// written on its own, in order.
+    type OwnedDoc = (String, String, String, Option<String>);
+
+    /// The table as the data contract defines it, computed without PostgreSQL.
+    #[derive(Default)]
+    struct Model {
+        /// Document → (ordering of the version held, its readings by identity).
+        docs: BTreeMap<OwnedDoc, (Option<i64>, BTreeMap<ReadingKey, Row>)>,
+    }
+
+    impl Model {
+        fn apply(&mut self, m: &Normalized) {
+            for t in &m.tombstones {
+                self.docs.retain(|(u, v, id, _), _| {
+                    !(u == &t.user_id && v == &t.vendor && id == &t.source_record_id)
+                });
+            }
+            let mut versions: Vec<(OwnedDoc, Option<i64>, BTreeMap<ReadingKey, Row>)> = Vec::new();
+            for r in &m.readings {
+                let doc = (
+                    r.user_id.clone(),
+                    r.vendor.clone(),
+                    r.source_record_id.clone(),
+                    r.source.clone(),
+                );
+                let at = match versions.iter().position(|v| v.0 == doc) {
+                    Some(at) => at,
+                    None => {
+                        versions.push((doc, r.ordering, BTreeMap::new()));
+                        versions.len() - 1
+                    }
+                };
+                if is_plausible(r) {
+                    versions[at].2.insert(r.key(), row(r));
+                }
+            }
+            for (doc, ordering, set) in versions {
+                let accepted = self
+                    .docs
+                    .get(&doc)
+                    .is_none_or(|(stored, _)| replaces(*stored, ordering));
+                if accepted {
+                    self.docs.insert(doc, (ordering, set));
+                }
+            }
+        }
+
+        fn rows(&self) -> Vec<Row> {
+            let mut rows: Vec<Row> = self
+                .docs
+                .values()
+                .flat_map(|(_, set)| set.values().cloned())
+                .collect();
+            rows.sort_by(|a, b| {
+                (&a.0, &a.1, &a.2, a.5, a.6, &a.7, &a.8)
+                    .cmp(&(&b.0, &b.1, &b.2, b.5, b.6, &b.7, &b.8))
+            });
+            rows
+        }
+    }
+
+    /// Folds changelog records into the state a consumer would hold.
+    fn fold(state: &mut BTreeMap<ReadingKey, Row>, changes: &[Change]) {
+        for c in changes {
+            match c {
+                Change::Upsert { reading, .. } => {
+                    state.insert(reading.key(), row(reading));
+                }
+                Change::Delete(key) => {
+                    state.remove(key);
+                }
+            }
+        }
+    }
+
+    fn sorted(state: &BTreeMap<ReadingKey, Row>) -> Vec<Row> {
+        let mut rows: Vec<Row> = state.values().cloned().collect();
+        rows.sort_by(|a, b| {
+            (&a.0, &a.1, &a.2, a.5, a.6, &a.7, &a.8).cmp(&(&b.0, &b.1, &b.2, b.5, b.6, &b.7, &b.8))
+        });
+        rows
+    }
+
+    /// Whatever the batching, the table ends as the reference model says and as if every
+    /// message had been written on its own, in order; and folding the changes the sink
+    /// reported gives the table, row for row.
     #[sqlx::test(migrator = "MIGRATOR")]
-    async fn outcome_does_not_depend_on_batching(pool: PgPool) {
+    async fn outcome_matches_the_model_whatever_the_batching(pool: PgPool) {
         let sink = PgSink::from_pool(pool.clone());
         for seed in 0..40 {
             let mut rng = Lcg(seed);
             let mut value = 0.0;
-            let initial = random_message(&mut rng, &mut value).readings;
+            let initial = random_message(&mut rng, &mut value);
             let messages: Vec<Normalized> = (0..12)
                 .map(|_| random_message(&mut rng, &mut value))
                 .collect();
+            let mut model = Model::default();
+            model.apply(&initial);
+            for m in &messages {
+                model.apply(m);
+            }
+            let expected = model.rows();
             let reset = || async {
-                sqlx::query("TRUNCATE readings")
+                sqlx::query("TRUNCATE readings, reading_documents")
                     .execute(&pool)
                     .await
                     .unwrap();
-                for r in &initial {
-                    sink.write(&readings(vec![r.clone()])).await.unwrap();
-                }
+                let mut batch = Batch::default();
+                batch.push("init", at(0), initial.clone());
+                let mut state = BTreeMap::new();
+                fold(&mut state, &sink.write(&batch).await.unwrap().changes);
+                state
             };
 
-            reset().await;
+            let mut state = reset().await;
             for m in &messages {
                 let mut single = Batch::default();
-                for t in &m.tombstones {
-                    single.tombstones = vec![(0, t.clone())];
-                    sink.write(&single).await.unwrap();
-                }
-                single.tombstones.clear();
-                for r in &m.readings {
-                    single.readings = vec![r.clone()];
-                    sink.write(&single).await.unwrap();
-                }
+                single.push("e", at(0), m.clone());
+                fold(&mut state, &sink.write(&single).await.unwrap().changes);
             }
-            let one_by_one = stored(&pool).await;
+            assert_eq!(
+                sorted_stored(&pool).await,
+                expected,
+                "seed {seed}, one by one"
+            );
+            assert_eq!(
+                sorted(&state),
+                expected,
+                "seed {seed}, changelog one by one"
+            );
 
-            reset().await;
+            let mut state = reset().await;
             let mut whole = Batch::default();
             for (i, m) in messages.iter().enumerate() {
                 whole.push(&format!("e{i}"), at(0), m.clone());
             }
-            sink.write(&whole).await.unwrap();
-            assert_eq!(stored(&pool).await, one_by_one, "seed {seed}, one batch");
+            fold(&mut state, &sink.write(&whole).await.unwrap().changes);
+            assert_eq!(
+                sorted_stored(&pool).await,
+                expected,
+                "seed {seed}, one batch"
+            );
+            assert_eq!(sorted(&state), expected, "seed {seed}, changelog one batch");
 
-            reset().await;
+            let mut state = reset().await;
             for chunk in messages.chunks(1 + seed as usize % 5) {
                 let mut batch = Batch::default();
                 for (i, m) in chunk.iter().enumerate() {
                     batch.push(&format!("e{i}"), at(0), m.clone());
                 }
-                sink.write(&batch).await.unwrap();
+                fold(&mut state, &sink.write(&batch).await.unwrap().changes);
             }
-            assert_eq!(stored(&pool).await, one_by_one, "seed {seed}, chunks");
+            assert_eq!(sorted_stored(&pool).await, expected, "seed {seed}, chunks");
+            assert_eq!(sorted(&state), expected, "seed {seed}, changelog chunks");
         }
+    }
+
+    async fn sorted_stored(pool: &PgPool) -> Vec<Row> {
+        let mut rows = stored(pool).await;
+        rows.sort_by(|a, b| {
+            (&a.0, &a.1, &a.2, a.5, a.6, &a.7, &a.8).cmp(&(&b.0, &b.1, &b.2, b.5, b.6, &b.7, &b.8))
+        });
+        rows
+    }
+
+    #[sqlx::test(migrator = "MIGRATOR")]
+    async fn a_new_version_replaces_its_documents_set(pool: PgPool) {
+        let sink = PgSink::from_pool(pool.clone());
+        let night = |end: i64, value: f64, ordering: i64| {
+            let mut r = reading("sleep-1", Metric::SleepTotal, 0, value, Some(ordering));
+            r.end_time = at(end);
+            r
+        };
+        let mut garmin = reading("daily:2025-03-02", Metric::StepCount, 0, 1000.0, Some(1));
+        garmin.source = Some("GARMIN".into());
+        let mut oura = garmin.clone();
+        oura.source = Some("OURA".into());
+        oura.value = 2000.0;
+        let first = night(25_200, 25_200.0, 100);
+        let mut batch = Batch::default();
+        batch.push(
+            "e1",
+            at(0),
+            message(vec![first.clone(), garmin.clone()], vec![]),
+        );
+        batch.push("e2", at(0), message(vec![oura.clone()], vec![]));
+        let written = sink.write(&batch).await.unwrap();
+        assert_eq!(written.stats.upserted, 3);
+        assert_eq!(written.changes.len(), 3);
+
+        // The night synced further: a later end, a new value, one set.
+        let second = night(27_000, 27_000.0, 200);
+        let written = sink.write(&envelopes(vec![second.clone()])).await.unwrap();
+        assert_eq!(
+            written.changes,
+            vec![
+                Change::Delete(first.key()),
+                Change::Upsert {
+                    reading: second.clone(),
+                    envelope: 0
+                }
+            ]
+        );
+        assert_eq!(written.stats.replaced, 1);
+        let mut expected = vec![row(&second), row(&garmin), row(&oura)];
+        expected.sort_by(|a, b| (&a.2, &a.8).cmp(&(&b.2, &b.8)));
+        let mut got = stored(&pool).await;
+        got.sort_by(|a, b| (&a.2, &a.8).cmp(&(&b.2, &b.8)));
+        assert_eq!(got, expected, "both devices kept, one night");
+
+        // An older version arriving last changes nothing and reports nothing.
+        let written = sink.write(&envelopes(vec![first.clone()])).await.unwrap();
+        assert_eq!(written.changes, vec![]);
+        assert_eq!(written.stats.unchanged, 1);
+        let mut got = stored(&pool).await;
+        got.sort_by(|a, b| (&a.2, &a.8).cmp(&(&b.2, &b.8)));
+        assert_eq!(got, expected);
+    }
+
+    #[sqlx::test(migrator = "MIGRATOR")]
+    async fn implausible_values_are_dropped_and_still_replace(pool: PgPool) {
+        let sink = PgSink::from_pool(pool.clone());
+        let good = reading("s1", Metric::HeartRate, 0, 60.0, Some(1));
+        sink.write(&envelopes(vec![good.clone()])).await.unwrap();
+        let mut spo2 = reading("s1", Metric::OxygenSaturation, 0, 150.0, Some(2));
+        spo2.value = 150.0;
+        let batch = envelopes(vec![]);
+        let mut batch = batch;
+        batch.push(
+            "e",
+            at(0),
+            message(
+                vec![reading("s1", Metric::HeartRate, 0, 900.0, Some(2)), spo2],
+                vec![],
+            ),
+        );
+        let written = sink.write(&batch).await.unwrap();
+        assert_eq!(written.stats.implausible, 2);
+        // The newer version says the value is not a reading: the old one goes, nothing
+        // is clamped.
+        assert_eq!(written.changes, vec![Change::Delete(good.key())]);
+        assert_eq!(stored(&pool).await, vec![]);
+    }
+
+    /// Migration 0003 on a database holding rows the code before it wrote: every row is
+    /// kept, each document gets its version row, and the next version of a document
+    /// replaces the rows it no longer has.
+    #[sqlx::test(migrations = false)]
+    async fn migration_keeps_rows_written_the_old_way(pool: PgPool) {
+        let before = Migrator {
+            migrations: std::borrow::Cow::Owned(
+                MIGRATOR.iter().filter(|m| m.version < 3).cloned().collect(),
+            ),
+            ..Migrator::DEFAULT
+        };
+        before.run(&pool).await.unwrap();
+        // The pre-0003 upsert, verbatim in what matters: keyed by interval, not document.
+        let old_upsert = "INSERT INTO readings AS r (user_id, vendor, metric, value, unit, \
+             start_time, end_time, source_record_id, source, ordering) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[], \
+             $6::timestamptz[], $7::timestamptz[], $8::text[], $9::text[], $10::int8[]) \
+             ON CONFLICT (user_id, vendor, metric, start_time, end_time) DO UPDATE \
+             SET value = EXCLUDED.value, source_record_id = EXCLUDED.source_record_id, \
+             source = EXCLUDED.source, ordering = EXCLUDED.ordering";
+        // The orphan the issue measured: one Terra night at two intervals; and a daily.
+        let t0 = at(0);
+        let (e1, e2) = (at(25_200), at(27_000));
+        sqlx::query(old_upsert)
+            .bind(vec!["u1", "u1", "u1", "u2"])
+            .bind(vec!["terra", "terra", "healthkit", "terra"])
+            .bind(vec![
+                "sleep_total",
+                "sleep_total",
+                "step_count",
+                "sleep_total",
+            ])
+            .bind(vec![25_200.0, 27_000.0, 1500.0, 3600.0])
+            .bind(vec!["s", "s", "count", "s"])
+            .bind(vec![t0, t0, t0, t0])
+            .bind(vec![e1, e2, t0, e1])
+            .bind(vec![
+                "night-1",
+                "night-1",
+                "step_count:2025-03-02",
+                "2025-03-01T23:00:00+01:00/2025-03-02T07:00:00+01:00",
+            ])
+            .bind(vec![Some("OURA"), Some("OURA"), None, Some("GARMIN")])
+            .bind(vec![Some(100i64), Some(200), None, Some(5)])
+            .execute(&pool)
+            .await
+            .unwrap();
+        let mut old_rows = stored(&pool).await;
+        assert_eq!(old_rows.len(), 4);
+
+        PgSink::from_pool(pool.clone()).migrate().await.unwrap();
+
+        // Every row kept; the summary without summary_id renamed to its stable id.
+        old_rows[3].7 = "sleep:2025-03-01T23:00:00+01:00".into();
+        assert_eq!(stored(&pool).await, old_rows, "every row kept");
+        let docs: Vec<(String, String, Option<String>, Option<i64>)> = sqlx::query_as(
+            "SELECT vendor, source_record_id, source, ordering FROM reading_documents \
+             ORDER BY 1, 2",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            docs,
+            vec![
+                (
+                    "healthkit".into(),
+                    "step_count:2025-03-02".into(),
+                    None,
+                    None
+                ),
+                (
+                    "terra".into(),
+                    "night-1".into(),
+                    Some("OURA".into()),
+                    Some(200)
+                ),
+                (
+                    "terra".into(),
+                    "sleep:2025-03-01T23:00:00+01:00".into(),
+                    Some("GARMIN".into()),
+                    Some(5)
+                ),
+            ]
+        );
+
+        // The next version of the night leaves one set; an older one changes nothing.
+        let sink = PgSink::from_pool(pool.clone());
+        let mut night = reading("night-1", Metric::SleepTotal, 0, 27_600.0, Some(300));
+        night.end_time = at(27_600);
+        let mut stale = night.clone();
+        stale.ordering = Some(150);
+        stale.value = 1.0;
+        sink.write(&envelopes(vec![night.clone()])).await.unwrap();
+        sink.write(&envelopes(vec![stale])).await.unwrap();
+        let rows = stored(&pool).await;
+        assert_eq!(
+            rows,
+            vec![old_rows[0].clone(), row(&night), old_rows[3].clone()]
+        );
     }
 
     #[tokio::test]
@@ -1174,13 +1749,13 @@ mod tests {
         batch.push(
             "e1",
             at(0),
-            message(vec![reading("a", Metric::HeartRate, 0, 1.0, None)], vec![]),
+            message(vec![reading("a", Metric::Distance, 0, 1.0, None)], vec![]),
         );
         batch.push(
             "e2",
             at(0),
             message(
-                vec![reading("b", Metric::HeartRate, 0, 1.0, None)],
+                vec![reading("b", Metric::Distance, 0, 1.0, None)],
                 vec![tombstone("b")],
             ),
         );
