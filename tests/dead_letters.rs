@@ -171,7 +171,10 @@ async fn start_creates_missing_topics_with_their_settings() {
     // Raw and DLQ take TOPIC_PARTITIONS; the readings changelog has its own count.
     for (t, want) in [
         (&topics.raw, 3),
-        (&topics.readings, processor::publish::CHANGELOG_PARTITIONS as usize),
+        (
+            &topics.readings,
+            processor::publish::CHANGELOG_PARTITIONS as usize,
+        ),
         (&topics.dlq, 3),
     ] {
         let found = md.topics().iter().find(|m| m.name() == t.as_str());
