@@ -25,11 +25,10 @@ pub fn specs(config: &Config) -> Vec<TopicSpec> {
             .map(|m| vec![("max.message.bytes".to_string(), m.to_string())])
             .unwrap_or_default(),
     };
-    // The readings topic is the changelog: compacted, keyed by the reading's identity,
-    // with the partition count its publisher assumes when it creates the topic itself.
+    // The readings topic is the changelog: compacted, keyed by the reading's identity.
     let readings = TopicSpec {
         name: config.readings_topic.clone(),
-        partitions: crate::publish::CHANGELOG_PARTITIONS,
+        partitions: config.topic_partitions,
         configs: vec![("cleanup.policy".to_string(), "compact".to_string())],
     };
     vec![
