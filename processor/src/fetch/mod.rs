@@ -137,6 +137,8 @@ pub struct Fetch {
 struct Session {
     account: Account,
     refreshed: bool,
+    /// How long this caller waits for a token refresh before parking.
+    refresh_wait: Duration,
 }
 
 impl Fetcher {
@@ -178,10 +180,33 @@ impl Fetcher {
         }
     }
 
-    /// Handles one notification body of `vendor`. `Err` only when PostgreSQL failed
-    /// (retry the whole notification later); every vendor-side problem is an [`Outcome`].
-    #[tracing::instrument(skip_all, fields(%vendor))]
+    /// Handles one notification body of `vendor` on the hot path (a consumed batch): a
+    /// token refresh is started in the background and the notification parked at once,
+    /// so no batch, and none of the other vendors' records in it, waits for a token
+    /// endpoint. `Err` only when PostgreSQL failed (retry the whole notification later);
+    /// every vendor-side problem is an [`Outcome`].
     pub async fn handle(&self, vendor: Vendor, body: &[u8]) -> Result<Outcome, AccountError> {
+        self.handle_waiting(vendor, body, Duration::ZERO).await
+    }
+
+    /// [`handle`](Self::handle) for the retry task, off the hot path: waits up to
+    /// `FETCH_TIMEOUT` for a token refresh before parking again.
+    pub async fn handle_patiently(
+        &self,
+        vendor: Vendor,
+        body: &[u8],
+    ) -> Result<Outcome, AccountError> {
+        self.handle_waiting(vendor, body, self.settings.request_timeout)
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%vendor))]
+    async fn handle_waiting(
+        &self,
+        vendor: Vendor,
+        body: &[u8],
+        refresh_wait: Duration,
+    ) -> Result<Outcome, AccountError> {
         let n = match notification::parse(vendor, body) {
             Ok(n) => n,
             Err(e) => {
@@ -233,6 +258,7 @@ impl Fetcher {
         let mut session = Session {
             account,
             refreshed: false,
+            refresh_wait,
         };
         let mut out = Normalized::default();
         let mut note = None;
@@ -470,9 +496,9 @@ impl Fetcher {
 
     /// Refreshes the session's token off the hot path: the vendor call and the storing
     /// of its answer run in a task of their own, so a caller that gives up (batch
-    /// deadline, shutdown, [`REFRESH_HOT_WAIT`]) never loses a rotated refresh token.
-    /// The caller waits at most [`REFRESH_HOT_WAIT`], then parks the notification; its
-    /// retry finds the stored pair.
+    /// deadline, shutdown, its refresh wait) never loses a rotated refresh token. The
+    /// caller waits at most the session's refresh wait (none on the hot path), then
+    /// parks the notification; its retry finds the stored pair.
     async fn refresh(&self, s: &mut Session) -> Result<(), Stop> {
         let vendor = s.account.vendor;
         let vuid = s.account.vendor_user_id.clone();
@@ -485,7 +511,7 @@ impl Fetcher {
             let _guard = lock.lock_owned().await;
             refresher.refresh(vendor, vuid, seen).await
         });
-        match tokio::time::timeout(REFRESH_HOT_WAIT, job).await {
+        match tokio::time::timeout(s.refresh_wait, job).await {
             Ok(Ok(Ok(account))) => {
                 s.account = account;
                 Ok(())
@@ -504,11 +530,6 @@ impl Fetcher {
         }
     }
 }
-
-/// Longest a notification waits for a token refresh before it is parked (the refresh
-/// goes on in the background). A token endpoint answers in ~100 ms; a slow one must
-/// not hold up the batch, and with it every other vendor's records.
-const REFRESH_HOT_WAIT: Duration = Duration::from_millis(300);
 
 /// When a notification parked behind a running refresh is retried.
 const REFRESH_PARK_RETRY: Duration = Duration::from_secs(1);

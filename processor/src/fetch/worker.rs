@@ -85,7 +85,7 @@ async fn retry_one(fetch: &Fetch, out: &Outputs, metrics: &Metrics, c: Claimed) 
         reschedule(fetch, metrics, &c, &park).await;
         return;
     };
-    let outcome = match fetch.fetcher.handle(vendor, &c.body).await {
+    let outcome = match fetch.fetcher.handle_patiently(vendor, &c.body).await {
         Ok(o) => o,
         Err(error) => {
             // Left claimed: the lease brings it back.
