@@ -67,8 +67,14 @@ fn micros(t: DateTime<FixedOffset>) -> i64 {
 }
 
 /// A Terra sleep version: random end, random subset of metrics, sometimes implausible.
-/// Returns the body and the rows it should leave if it wins.
-fn terra_version(rng: &mut Rng, user: &str, provider: &str, id: &str, day: u32) -> (Value, Rows) {
+/// Returns the body, the rows it should leave if it wins, and whether it names any value.
+fn terra_version(
+    rng: &mut Rng,
+    user: &str,
+    provider: &str,
+    id: &str,
+    day: u32,
+) -> (Value, Rows, bool) {
     let start = format!("2025-04-{day:02}T23:00:00.000000+02:00");
     let hours = 4 + rng.below(5) as i64;
     let start_t = DateTime::parse_from_rfc3339(&start).unwrap();
@@ -115,10 +121,11 @@ fn terra_version(rng: &mut Rng, user: &str, provider: &str, id: &str, day: u32) 
             rows.insert(key("oxygen_saturation"), spo2);
         }
     }
+    let any = data.as_object().is_some_and(|o| o.len() > 1);
     let body = json!({"type": "sleep", "version": "2022-03-16",
         "user": {"user_id": format!("tu-{user}"), "provider": provider, "reference_id": user},
         "data": [data]});
-    (body, rows)
+    (body, rows, any)
 }
 
 /// An Oura daily_activity version at a random UTC offset; the rows it leaves.
@@ -169,10 +176,10 @@ fn generate(seed: u64, cases: usize, users: &[String]) -> (Vec<Vec<Op>>, Vec<Row
             let provider = ["GARMIN", "OURA"][rng.below(2) as usize];
             let id = format!("sleep-{case}");
             let n = 1 + rng.below(4) as usize;
-            let versions: Vec<(Value, Rows, i64)> = (0..n)
+            let versions: Vec<(Value, Rows, i64, bool)> = (0..n)
                 .map(|k| {
-                    let (body, rows) = terra_version(&mut rng, user, provider, &id, day);
-                    (body, rows, 1_000 + k as i64 * 10 + rng.below(5) as i64)
+                    let (body, rows, any) = terra_version(&mut rng, user, provider, &id, day);
+                    (body, rows, 1_000 + k as i64 * 10 + rng.below(5) as i64, any)
                 })
                 .collect();
             let mut order: Vec<usize> = (0..n).collect();
@@ -193,8 +200,11 @@ fn generate(seed: u64, cases: usize, users: &[String]) -> (Vec<Vec<Op>>, Vec<Row
                     });
                 }
             }
-            let newest = versions.iter().max_by_key(|v| v.2).unwrap();
-            model[u].extend(newest.1.clone());
+            // A version whose body names no value at all yields no readings and is not
+            // a version the processor can see (README, "Empty versions").
+            if let Some(newest) = versions.iter().filter(|v| v.3).max_by_key(|v| v.2) {
+                model[u].extend(newest.1.clone());
+            }
         } else {
             // Oura: notifications are processed in order; the last one decides.
             let id = format!("act-{case}");
