@@ -164,7 +164,15 @@ fn with_provenance(
                 event_id: item.env.event_id.clone(),
                 partition: item.msg.partition(),
                 offset: item.msg.offset(),
-                traceparent: item.env.header("traceparent").map(str::to_string),
+                // Raw records the edge did not write (redriven, older, other producers)
+                // can carry anything: only a valid W3C value travels on.
+                traceparent: item
+                    .env
+                    .header("traceparent")
+                    .filter(|tp| {
+                        tp.len() == 55 && bridge_core::telemetry::well_formed_traceparent(tp)
+                    })
+                    .map(str::to_string),
             }),
             Change::Delete(_) => None,
         };
