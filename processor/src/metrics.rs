@@ -329,7 +329,7 @@ impl Metrics {
         registry.register(
             "processor_implausible",
             "Values outside their metric's plausible range, not stored, by vendor and metric",
-            m.implausible.clone(),
+            Listed(m.implausible.clone()),
         );
         Metrics { registry, ..m }
     }
