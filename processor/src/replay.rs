@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use bridge_core::{SchemaRegistry, defaults};
+use bridge_core::SchemaRegistry;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -20,7 +20,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use crate::config::{Config, Redrive, Replay};
 use crate::metrics::Metrics;
 use crate::pipeline::{BatchLimits, LagContext, Pipeline, Topics};
-use crate::publish::{self, READING_KEY_SCHEMA, READING_SCHEMA};
+use crate::publish;
 use crate::sink::postgres::PgSink;
 
 /// Bound on metadata, watermark and offset look-ups.
@@ -215,37 +215,13 @@ pub async fn replay(config: &Config, args: &Replay) -> anyhow::Result<Summary> {
     let fetch = Arc::new(crate::service::fetch_stage(config, &sink, metrics.clone()).await?);
     let registry =
         SchemaRegistry::new(&config.schema_registry_url).context("SCHEMA_REGISTRY_URL")?;
-    let readings_codec = registry
-        .register(
-            &defaults::value_subject(&config.readings_topic),
-            READING_SCHEMA,
-        )
-        .await
-        .context("registering the readings schema")?;
-    let readings_key_codec = registry
-        .register(
-            &format!("{}-key", config.readings_topic),
-            READING_KEY_SCHEMA,
-        )
-        .await
-        .context("registering the readings key schema")?;
     crate::topics::check(config)
         .await
         .context("checking topics")?;
     let producer = publish::producer(&config.kafka_bootstrap_servers)
         .context("KAFKA_BOOTSTRAP_SERVERS: cannot create producer")?;
     // Replayed readings go through the same changelog as live ones.
-    let changelog = Arc::new(
-        publish::Changelog::new(
-            producer.clone(),
-            &config.kafka_bootstrap_servers,
-            &config.readings_topic,
-            readings_key_codec,
-            readings_codec,
-        )
-        .await
-        .context("READINGS_TOPIC: the changelog topic is unusable")?,
-    );
+    let (changelog, _) = crate::service::changelog(config, &registry, &producer).await?;
     let consumer = Arc::new(reader(config, "replay")?);
     let ranges = ranges(consumer.as_ref(), &config.raw_topic, args)?;
     for (p, start, end) in &ranges {

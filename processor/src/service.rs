@@ -25,6 +25,41 @@ use crate::pipeline::{BatchLimits, LagContext, Pipeline, Topics};
 use crate::publish::{self, READING_KEY_SCHEMA, READING_SCHEMA};
 use crate::sink::postgres::PgSink;
 
+/// Registers the changelog's key and value schemas and opens the changelog on
+/// `producer`; returns it with the value schema's id (the `/ready` check pins it). The
+/// live pipeline and `processor replay` publish through the same one.
+pub(crate) async fn changelog(
+    config: &Config,
+    registry: &SchemaRegistry,
+    producer: &rdkafka::producer::FutureProducer,
+) -> anyhow::Result<(Arc<publish::Changelog>, u32)> {
+    let readings_codec = registry
+        .register(
+            &defaults::value_subject(&config.readings_topic),
+            READING_SCHEMA,
+        )
+        .await
+        .context("registering the readings schema")?;
+    let readings_key_codec = registry
+        .register(
+            &format!("{}-key", config.readings_topic),
+            READING_KEY_SCHEMA,
+        )
+        .await
+        .context("registering the readings key schema")?;
+    let id = readings_codec.id();
+    let changelog = publish::Changelog::new(
+        producer.clone(),
+        &config.kafka_bootstrap_servers,
+        &config.readings_topic,
+        readings_key_codec,
+        readings_codec,
+    )
+    .await
+    .context("READINGS_TOPIC: the changelog topic is unusable")?;
+    Ok((Arc::new(changelog), id))
+}
+
 /// Connects everything, applies migrations, starts the probe server, and returns the
 /// pipeline's future (resolves after a clean drain).
 pub async fn start(
@@ -50,20 +85,6 @@ pub async fn start(
 
     let registry =
         SchemaRegistry::new(&config.schema_registry_url).context("SCHEMA_REGISTRY_URL")?;
-    let readings_codec = registry
-        .register(
-            &defaults::value_subject(&config.readings_topic),
-            READING_SCHEMA,
-        )
-        .await
-        .context("registering the readings schema")?;
-    let readings_key_codec = registry
-        .register(
-            &format!("{}-key", config.readings_topic),
-            READING_KEY_SCHEMA,
-        )
-        .await
-        .context("registering the readings key schema")?;
 
     // Before subscribing: a missing topic would otherwise greet every start with
     // librdkafka's UnknownTopicOrPartition ERROR, and an unusable DLQ would only show
@@ -104,18 +125,7 @@ pub async fn start(
     let consumer = Arc::new(consumer);
     let producer = publish::producer(&config.kafka_bootstrap_servers)
         .context("KAFKA_BOOTSTRAP_SERVERS: cannot create producer")?;
-    let readings_schema_id = readings_codec.id();
-    let changelog = Arc::new(
-        publish::Changelog::new(
-            producer.clone(),
-            &config.kafka_bootstrap_servers,
-            &config.readings_topic,
-            readings_key_codec,
-            readings_codec,
-        )
-        .await
-        .context("READINGS_TOPIC: the changelog topic is unusable")?,
-    );
+    let (changelog, readings_schema_id) = changelog(config, &registry, &producer).await?;
 
     let probe = Probe {
         consumer: consumer.clone(),
