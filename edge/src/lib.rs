@@ -9,4 +9,3 @@ pub mod ready;
 pub mod routes;
 pub mod serve;
 pub mod trace_context;
-pub mod verify;

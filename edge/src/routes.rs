@@ -21,14 +21,12 @@ use crate::metrics::Metrics;
 use crate::producer;
 use crate::ready::Readiness;
 use crate::trace_context::{self, Incoming};
-use crate::verify::{Head, OuraVerifier, Request, Verified, Verifier, VerifyError};
+use vendors::verify::{Head, Request, Verified, Verifier, VerifyError};
 
 /// Everything a request handler needs, shared by all connections.
 pub struct App {
     /// Verifier per vendor route name; a vendor absent here answers 404.
     pub verifiers: HashMap<String, Arc<dyn Verifier>>,
-    /// Oura's verifier again, for the subscription handshake (GET).
-    pub oura: Option<Arc<OuraVerifier>>,
     /// Idempotent `acks=all` producer.
     pub producer: FutureProducer,
     /// Envelope codec pinned to the registry id.
@@ -216,8 +214,12 @@ where
         app.metrics.rejected("unknown", "unknown_vendor");
         return error(StatusCode::NOT_FOUND, "unknown vendor");
     };
-    if method == Method::GET && vendor == "oura" {
-        return oura_handshake(app, query.as_deref());
+    if method == Method::GET {
+        match verifier.handshake(query.as_deref()) {
+            Some(Ok(body)) => return json(StatusCode::OK, &body),
+            Some(Err(e)) => return refusal(app, vendor, e),
+            None => {}
+        }
     }
     if method != Method::POST {
         app.metrics.rejected(vendor, "method");
@@ -364,19 +366,6 @@ where
             app.metrics.rejected(vendor, e.reason());
             unavailable(app)
         }
-    }
-}
-
-fn oura_handshake(app: &App, query: Option<&str>) -> Response {
-    let Some(oura) = &app.oura else {
-        return error(StatusCode::NOT_FOUND, "unknown vendor");
-    };
-    match oura.handshake(query.unwrap_or("")) {
-        Ok(challenge) => {
-            let body = serde_json::json!({ "challenge": challenge }).to_string();
-            json(StatusCode::OK, &body)
-        }
-        Err(e) => refusal(app, "oura", e),
     }
 }
 

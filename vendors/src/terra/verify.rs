@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use super::partition::json_path;
-use super::scheme::{
+use crate::verify::partition::json_path;
+use crate::verify::scheme::{
     Algorithm, Encoding, Redacted, TimestampUnit, any_secret_matches, check_window, header_bytes,
     parse_timestamp,
 };
-use super::{Head, Request, Verified, Verifier, VerifyError};
+use crate::verify::{Head, Request, Verified, Verifier, VerifyError};
 
 const SIGNATURE: &str = "terra-signature";
 /// Orders redeliveries of cumulative payloads (vendors.md §3.2); the

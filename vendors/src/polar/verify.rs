@@ -6,9 +6,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::partition::json_path;
-use super::scheme::{Algorithm, Encoding, HeaderHmac};
-use super::{Head, Request, Verified, Verifier, VerifyError};
+use crate::verify::partition::json_path;
+use crate::verify::scheme::{Algorithm, Encoding, HeaderHmac};
+use crate::verify::{Head, Request, Verified, Verifier, VerifyError};
 
 const SIGNATURE: &str = "polar-webhook-signature";
 

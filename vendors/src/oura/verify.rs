@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use super::partition::json_path;
-use super::scheme::{
+use crate::verify::partition::json_path;
+use crate::verify::scheme::{
     Algorithm, Encoding, HeaderHmac, SecretFingerprint, SignedTimestamp, TimestampUnit,
     fingerprint_mac,
 };
-use super::{Head, Request, Verified, Verifier, VerifyError};
+use crate::verify::{Head, Request, Verified, Verifier, VerifyError};
 
 const SIGNATURE: &str = "x-oura-signature";
 const TIMESTAMP: &str = "x-oura-timestamp";
@@ -66,7 +66,7 @@ impl OuraVerifier {
     /// `MissingSignature("verification_token")` (401), wrong token →
     /// `BadSignature` (401, as in Oura's example), no challenge →
     /// `MalformedSignature("challenge")` (400).
-    pub fn handshake(&self, query: &str) -> Result<String, VerifyError> {
+    pub fn challenge(&self, query: &str) -> Result<String, VerifyError> {
         let token = query_param(query, TOKEN_PARAM)
             .filter(|token| !token.is_empty())
             .ok_or(VerifyError::MissingSignature(TOKEN_PARAM))?;
@@ -94,6 +94,11 @@ impl Verifier for OuraVerifier {
         // as real integrations do (vendors.md §1.2), never a re-serialization.
         self.hmac.verify(req.headers, req.body, req.now)?;
         Ok(Verified::Accept { principal: None })
+    }
+
+    fn handshake(&self, query: Option<&str>) -> Option<Result<String, VerifyError>> {
+        let answer = self.challenge(query.unwrap_or(""));
+        Some(answer.map(|challenge| serde_json::json!({ "challenge": challenge }).to_string()))
     }
 
     fn kept_headers(&self) -> &'static [&'static str] {
@@ -280,40 +285,40 @@ mod tests {
     fn handshake() {
         let v = verifier();
         assert_eq!(
-            v.handshake("verification_token=tok-123&challenge=abc"),
+            v.challenge("verification_token=tok-123&challenge=abc"),
             Ok("abc".to_owned())
         );
         assert_eq!(
-            v.handshake("?challenge=a%20b+c&verification_token=tok%2D123"),
+            v.challenge("?challenge=a%20b+c&verification_token=tok%2D123"),
             Ok("a b c".to_owned())
         );
         assert_eq!(
-            v.handshake("verification_token=tok-124&challenge=abc"),
+            v.challenge("verification_token=tok-124&challenge=abc"),
             Err(VerifyError::BadSignature)
         );
         assert_eq!(
-            v.handshake("verification_token=tok-12&challenge=abc"),
+            v.challenge("verification_token=tok-12&challenge=abc"),
             Err(VerifyError::BadSignature)
         );
         assert_eq!(
-            v.handshake("verification_token=nope&challenge=abc")
+            v.challenge("verification_token=nope&challenge=abc")
                 .map_err(|e| e.status()),
             Err(401)
         );
         assert_eq!(
-            v.handshake("challenge=abc"),
+            v.challenge("challenge=abc"),
             Err(VerifyError::MissingSignature(TOKEN_PARAM))
         );
         assert_eq!(
-            v.handshake("verification_token=&challenge=abc"),
+            v.challenge("verification_token=&challenge=abc"),
             Err(VerifyError::MissingSignature(TOKEN_PARAM))
         );
         assert_eq!(
-            v.handshake("verification_token=tok-123"),
+            v.challenge("verification_token=tok-123"),
             Err(VerifyError::MalformedSignature(CHALLENGE_PARAM))
         );
         assert_eq!(
-            v.handshake(""),
+            v.challenge(""),
             Err(VerifyError::MissingSignature(TOKEN_PARAM))
         );
     }

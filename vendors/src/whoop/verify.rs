@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use super::partition::json_path;
-use super::scheme::{Algorithm, Encoding, HeaderHmac, SignedTimestamp, TimestampUnit};
-use super::{Head, Request, Verified, Verifier, VerifyError};
+use crate::verify::partition::json_path;
+use crate::verify::scheme::{Algorithm, Encoding, HeaderHmac, SignedTimestamp, TimestampUnit};
+use crate::verify::{Head, Request, Verified, Verifier, VerifyError};
 
 const SIGNATURE: &str = "x-whoop-signature";
 const TIMESTAMP: &str = "x-whoop-signature-timestamp";

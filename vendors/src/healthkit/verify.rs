@@ -4,8 +4,8 @@
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
-use super::scheme::{SecretFingerprint, fingerprint_mac};
-use super::{Head, Request, Verified, Verifier, VerifyError};
+use crate::verify::scheme::{SecretFingerprint, fingerprint_mac};
+use crate::verify::{Head, Request, Verified, Verifier, VerifyError};
 
 /// The header Health Auto Export's reference server reads.
 const API_KEY: &str = "api-key";

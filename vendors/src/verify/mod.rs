@@ -1,4 +1,5 @@
-//! Webhook authentication: one pure verifier per vendor.
+//! Webhook authentication: the [`Verifier`] trait every vendor implements (in its
+//! own folder, `verify.rs`) and the vendor-free mechanisms they share.
 //!
 //! A verifier sees the raw request (headers, query, body bytes) and the current
 //! time, and decides whether the edge may append the body to Kafka. It does no
@@ -14,23 +15,13 @@
 //! verification succeeded, except for the few bytes of an unsigned Polar PING.
 
 mod generic;
-mod healthkit;
-mod oura;
-mod partition;
-mod polar;
-mod scheme;
-mod terra;
+pub(crate) mod partition;
+pub(crate) mod scheme;
 #[cfg(test)]
-mod testing;
-mod whoop;
+pub(crate) mod testing;
 
 pub use generic::{GenericHmacConfig, GenericHmacVerifier, SignedContent, TimestampHeader};
-pub use healthkit::HealthKitVerifier;
-pub use oura::OuraVerifier;
-pub use polar::PolarVerifier;
 pub use scheme::{Algorithm, Encoding, TimestampUnit};
-pub use terra::TerraVerifier;
-pub use whoop::WhoopVerifier;
 
 /// What the edge needs from a request to authenticate it.
 #[derive(Debug, Clone, Copy)]
@@ -152,6 +143,14 @@ pub trait Verifier: Send + Sync + 'static {
     /// before the signature has been checked.
     fn verify(&self, req: &Request<'_>) -> Result<Verified, VerifyError>;
 
+    /// The answer to a `GET /webhooks/<vendor>`: `None` (the default) when the vendor
+    /// makes no such request (the edge answers 405); else the JSON body for a 200 or why
+    /// the request is refused. Subscription handshakes (Oura's challenge echo) go here,
+    /// so the HTTP layer needs no vendor knowledge.
+    fn handshake(&self, _query: Option<&str>) -> Option<Result<String, VerifyError>> {
+        None
+    }
+
     /// lower-case header names to keep in the envelope (signature, timestamp, ordering, delivery ids)
     fn kept_headers(&self) -> &'static [&'static str];
 
@@ -159,6 +158,16 @@ pub trait Verifier: Send + Sync + 'static {
     ///
     /// Call only after [`Verifier::verify`] accepted the request.
     fn partition_key(&self, req: &Request<'_>, principal: Option<&str>) -> Option<String>;
+}
+
+/// Secrets from a comma-separated list as key bytes, empty entries dropped (a trailing
+/// comma is not a secret).
+pub fn keys(list: &[String]) -> Vec<Vec<u8>> {
+    list.iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.as_bytes().to_vec())
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,10 @@
+//! Apple HealthKit through Health Auto Export's REST automation: per-user API keys,
+//! data inline (vendors.md §4).
+
+#[cfg(feature = "edge")]
+mod edge;
+#[cfg(feature = "edge")]
+pub mod verify;
+
+#[cfg(feature = "edge")]
+pub use edge::EdgeArgs;

@@ -1,0 +1,10 @@
+//! Polar AccessLink: signed notifications and an unsigned registration `PING`
+//! (vendors.md §5, §8.4).
+
+#[cfg(feature = "edge")]
+mod edge;
+#[cfg(feature = "edge")]
+pub mod verify;
+
+#[cfg(feature = "edge")]
+pub use edge::EdgeArgs;

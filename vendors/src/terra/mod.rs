@@ -1,0 +1,9 @@
+//! Terra (aggregator): signed pushes with the data inline (vendors.md §3).
+
+#[cfg(feature = "edge")]
+mod edge;
+#[cfg(feature = "edge")]
+pub mod verify;
+
+#[cfg(feature = "edge")]
+pub use edge::EdgeArgs;

@@ -1,0 +1,10 @@
+//! WHOOP developer API v2: signed notifications (vendors.md §2), documents fetched
+//! with the linked account's token.
+
+#[cfg(feature = "edge")]
+mod edge;
+#[cfg(feature = "edge")]
+pub mod verify;
+
+#[cfg(feature = "edge")]
+pub use edge::EdgeArgs;
