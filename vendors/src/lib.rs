@@ -14,6 +14,8 @@
 
 pub use bridge_core::Vendor;
 
+#[cfg(feature = "processor")]
+pub mod normalize;
 #[cfg(feature = "edge")]
 pub mod verify;
 
@@ -54,6 +56,18 @@ macro_rules! registry {
                     }
                 )*
                 Ok(out)
+            }
+        }
+
+        /// The normalizer the pipeline calls for a raw envelope of `vendor`.
+        #[cfg(feature = "processor")]
+        pub(crate) fn push_normalizer(
+            vendor: Vendor,
+        ) -> fn(
+            &bridge_core::RawEnvelope,
+        ) -> Result<bridge_core::model::Normalized, normalize::NormalizeError> {
+            match vendor {
+                $(Vendor::$vendor => $module::normalize,)*
             }
         }
 

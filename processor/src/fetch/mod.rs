@@ -27,13 +27,14 @@ use serde_json::Value;
 
 use crate::metrics::Metrics;
 use crate::model::{Normalized, Tombstone};
-use crate::normalize::whoop::{self, ScoreState, WhoopDocKind};
-use crate::normalize::{NormalizeError, oura};
+use crate::normalize::NormalizeError;
 use accounts::{Account, AccountError, AccountStore, Claim, NewTokens, STATUS_ACTIVE};
 use api::{GetResult, OAuthClient, RefreshError};
 use notification::{Action, Vendor, WhoopId};
 use parking::{Backoff, Park, ParkReason, ParkStore};
 use ratelimit::RateLimits;
+use vendors::oura::normalize as oura;
+use vendors::whoop::normalize::{self as whoop, ScoreState, WhoopDocKind};
 
 /// One vendor's endpoints.
 #[derive(Debug, Clone)]

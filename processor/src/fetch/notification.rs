@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::normalize::NormalizeError;
-use crate::normalize::oura;
+use vendors::oura::normalize as oura;
 
 /// A vendor whose webhooks carry only ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -8,3 +8,9 @@ pub mod verify;
 
 #[cfg(feature = "edge")]
 pub use edge::EdgeArgs;
+
+#[cfg(feature = "processor")]
+pub mod normalize;
+
+#[cfg(feature = "processor")]
+pub use normalize::normalize;

@@ -8,3 +8,6 @@ pub mod verify;
 
 #[cfg(feature = "edge")]
 pub use edge::EdgeArgs;
+
+#[cfg(feature = "processor")]
+pub use crate::normalize::notification_only as normalize;

@@ -7,3 +7,9 @@ pub mod verify;
 
 #[cfg(feature = "edge")]
 pub use edge::EdgeArgs;
+
+#[cfg(feature = "processor")]
+pub mod normalize;
+
+#[cfg(feature = "processor")]
+pub use normalize::normalize;

@@ -8,3 +8,10 @@ pub mod verify;
 
 #[cfg(feature = "edge")]
 pub use edge::EdgeArgs;
+
+#[cfg(feature = "processor")]
+pub mod normalize;
+
+/// Notifications carry no data: the envelope goes to the fetch job instead.
+#[cfg(feature = "processor")]
+pub use crate::normalize::notification_only as normalize;
