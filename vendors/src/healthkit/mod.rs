@@ -14,3 +14,6 @@ pub mod normalize;
 
 #[cfg(feature = "processor")]
 pub use normalize::normalize;
+/// No processor settings: nothing is fetched.
+#[cfg(feature = "processor")]
+pub type ProcessorArgs = crate::NoSettings;
