@@ -416,8 +416,12 @@ impl Metrics {
     }
 
     /// A raw record went to the DLQ.
-    pub fn dead_lettered(&self, reason: &'static str) {
-        self.dlq.get_or_create(&ReasonLabels { reason }).inc();
+    pub fn dead_lettered(&self, reason: crate::error::DlqReason) {
+        self.dlq
+            .get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
     }
 
     /// A transient failure in `stage` will be retried.
