@@ -47,6 +47,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         max_message_bytes: config.max_body_bytes + ENVELOPE_OVERHEAD_BYTES,
     })
     .context("KAFKA_BOOTSTRAP_SERVERS: cannot create producer")?;
+    crate::durability::spawn(&config.kafka_bootstrap_servers, &config.raw_topic);
 
     let readiness = Arc::new(Readiness::default());
     ready::spawn(
