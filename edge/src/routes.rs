@@ -289,6 +289,9 @@ where
     let principal = match verifier.verify(&request) {
         Ok(Verified::Accept { principal }) => principal,
         Ok(Verified::Ping) => return json(StatusCode::OK, r#"{"status":"ok"}"#),
+        Ok(Verified::Answer { status, body }) => {
+            return json(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body);
+        }
         Err(e) => return refusal(app, vendor, e),
     };
     let key = verifier

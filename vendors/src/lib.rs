@@ -75,4 +75,5 @@ registry! {
     terra => Terra,
     polar => Polar,
     healthkit => HealthKit,
+    google_health => GoogleHealth,
 }
