@@ -26,7 +26,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::dedup::Dedup;
-use crate::fetch::notification::Vendor;
 use crate::fetch::parking::{Origin, Park};
 use crate::fetch::{Fetch, Outcome};
 use crate::metrics::Metrics;
@@ -35,6 +34,7 @@ use crate::normalize;
 use crate::publish::{self, Changelog, DeadLetter, Provenance};
 use crate::sink::postgres::PgSink;
 use crate::sink::{Batch, Written};
+use vendors::Vendor;
 
 /// Consumer context that turns librdkafka statistics into the per-partition lag gauge
 /// (no extra broker round trips: librdkafka already tracks the high watermark).
@@ -587,7 +587,7 @@ impl Pipeline {
             .filter(|(i, _)| !skip.get(*i).copied().unwrap_or(false))
             .filter_map(|(i, d)| {
                 let env = d.result.as_ref().ok()?;
-                Some((i, Vendor::from_route(&env.vendor)?, env))
+                Some((i, fetch.fetcher.vendor_of(&env.vendor)?, env))
             })
             .collect();
         if jobs.is_empty() {

@@ -14,6 +14,10 @@
 
 pub use bridge_core::Vendor;
 
+#[cfg(feature = "processor")]
+pub mod fetch;
+#[cfg(feature = "processor")]
+pub mod normalize;
 #[cfg(feature = "edge")]
 pub mod verify;
 
@@ -57,6 +61,45 @@ macro_rules! registry {
             }
         }
 
+        /// Every vendor's processor settings.
+        #[cfg(feature = "processor")]
+        #[derive(Debug, Clone, clap::Args)]
+        #[group(skip)]
+        pub struct ProcessorArgs {
+            $(
+                #[doc = concat!("`", stringify!($module), "` settings.")]
+                #[command(flatten)]
+                pub $module: $module::ProcessorArgs,
+            )*
+        }
+
+        #[cfg(feature = "processor")]
+        impl ProcessorArgs {
+            /// What the fetch engine needs from every vendor whose webhooks are
+            /// notifications to fetch.
+            pub fn fetched(&self) -> Vec<(Vendor, fetch::FetchSpec)> {
+                let mut out = Vec::new();
+                $(
+                    if let Some(spec) = self.$module.fetch() {
+                        out.push((Vendor::$vendor, spec));
+                    }
+                )*
+                out
+            }
+        }
+
+        /// The normalizer the pipeline calls for a raw envelope of `vendor`.
+        #[cfg(feature = "processor")]
+        pub(crate) fn push_normalizer(
+            vendor: Vendor,
+        ) -> fn(
+            &bridge_core::RawEnvelope,
+        ) -> Result<bridge_core::model::Normalized, normalize::NormalizeError> {
+            match vendor {
+                $(Vendor::$vendor => $module::normalize,)*
+            }
+        }
+
         #[cfg(test)]
         #[test]
         fn registry_lists_every_vendor_once() {
@@ -67,6 +110,19 @@ macro_rules! registry {
             }
         }
     };
+}
+
+/// Settings of a vendor that has none on this side.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[group(skip)]
+pub struct NoSettings {}
+
+impl NoSettings {
+    /// Nothing to fetch.
+    #[cfg(feature = "processor")]
+    pub fn fetch(&self) -> Option<fetch::FetchSpec> {
+        None
+    }
 }
 
 registry! {

@@ -11,7 +11,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::notification::Vendor;
 use super::parking::{Claimed, Park, ParkReason};
 use super::{Fetch, Outcome};
 use crate::metrics::Metrics;
@@ -75,7 +74,7 @@ pub async fn run(
 }
 
 async fn retry_one(fetch: &Fetch, out: &Outputs, metrics: &Metrics, c: Claimed) {
-    let Some(vendor) = Vendor::from_route(&c.vendor) else {
+    let Some(vendor) = fetch.fetcher.vendor_of(&c.vendor) else {
         let park = Park {
             vendor_user_id: String::new(),
             reason: ParkReason::Rejected,

@@ -8,3 +8,12 @@ pub mod verify;
 
 #[cfg(feature = "edge")]
 pub use edge::EdgeArgs;
+
+#[cfg(feature = "processor")]
+pub mod normalize;
+
+#[cfg(feature = "processor")]
+pub use normalize::normalize;
+/// No processor settings: nothing is fetched.
+#[cfg(feature = "processor")]
+pub type ProcessorArgs = crate::NoSettings;

@@ -8,3 +8,9 @@ pub mod verify;
 
 #[cfg(feature = "edge")]
 pub use edge::EdgeArgs;
+
+#[cfg(feature = "processor")]
+pub use crate::normalize::notification_only as normalize;
+/// No processor settings: nothing is fetched.
+#[cfg(feature = "processor")]
+pub type ProcessorArgs = crate::NoSettings;

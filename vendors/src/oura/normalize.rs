@@ -8,11 +8,11 @@
 use chrono::FixedOffset;
 use serde_json::Value;
 
-use super::{
+use crate::normalize::{
     NormalizeError, Record, clip, day_interval, get, interval, num, parse_date, parse_rfc3339,
     required_rfc3339, seconds_between, shape, text,
 };
-use crate::model::{Metric, Normalized, Reading, Tombstone};
+use bridge_core::model::{Metric, Normalized, Reading, Tombstone};
 
 /// Vendor route name.
 const VENDOR: &str = "oura";

@@ -14,11 +14,11 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{
+use crate::normalize::{
     NormalizeError, Record, array, clip, get, interval, num, parse_date, parse_json, parse_rfc3339,
     required_rfc3339, seconds_between, shape, text,
 };
-use crate::model::{AccountEvent, Metric, Normalized, Reading};
+use bridge_core::model::{AccountEvent, Metric, Normalized, Reading};
 use bridge_core::RawEnvelope;
 
 /// Vendor route name.

@@ -6,12 +6,12 @@
 
 use serde_json::Value;
 
-use super::units::kj_to_kcal;
-use super::{
+use crate::normalize::units::kj_to_kcal;
+use crate::normalize::{
     NormalizeError, Record, id_string, interval, num, required_rfc3339, seconds_between, shape,
     text,
 };
-use crate::model::{Metric, Normalized, Reading};
+use bridge_core::model::{Metric, Normalized, Reading};
 
 /// Vendor route name.
 const VENDOR: &str = "whoop";

@@ -22,12 +22,12 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
 use serde_json::Value;
 
-use super::units::{duration_to_seconds, to_canonical};
-use super::{
+use crate::normalize::units::{duration_to_seconds, to_canonical};
+use crate::normalize::{
     NormalizeError, Record, array, clip, get, interval, num, parse_json, seconds_between, shape,
     text,
 };
-use crate::model::{Metric, Normalized, Reading};
+use bridge_core::model::{Metric, Normalized, Reading};
 use bridge_core::RawEnvelope;
 
 /// Vendor route name.

@@ -6,7 +6,7 @@
 //! [`NormalizeError::UnsupportedUnit`](super::NormalizeError::UnsupportedUnit) so the
 //! payload is dead-lettered and can be replayed once the unit is added here.
 
-use crate::model::Metric;
+use bridge_core::model::Metric;
 
 /// Kilojoules per kilocalorie (thermochemical calorie, the one Apple Health and WHOOP use).
 pub(crate) const KJ_PER_KCAL: f64 = 4.184;

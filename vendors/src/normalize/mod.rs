@@ -4,7 +4,7 @@
 //! envelope later (replay, dead-letter re-drive) yields exactly the same rows.
 //! Push vendors (Terra, Health Auto Export) arrive as [`RawEnvelope`]s and go through
 //! [`normalize`]. Notify-only vendors (Oura, WHOOP) are fetched elsewhere; the fetched
-//! documents go through [`oura::normalize_document`] and [`whoop::normalize_document`].
+//! documents go through their vendor's `normalize_document` (e.g. `oura::normalize`).
 //!
 //! Conventions shared by every vendor:
 //! - A missing or `null` field or block yields no reading. A present field that is not a
@@ -16,18 +16,13 @@
 //! - A deterministic problem with the input is a [`NormalizeError`]; the caller
 //!   dead-letters the original bytes with [`NormalizeError::reason`] and moves on.
 
-pub mod healthkit;
-pub mod oura;
-pub mod plausible;
-pub mod terra;
-mod units;
-pub mod whoop;
+pub(crate) mod units;
 
-use bridge_core::RawEnvelope;
+use bridge_core::{RawEnvelope, Vendor};
 use chrono::{DateTime, FixedOffset, NaiveDate, TimeDelta, Utc};
 use serde_json::Value;
 
-use crate::model::{Metric, Normalized, Reading};
+use bridge_core::model::{Metric, Normalized, Reading};
 
 /// Why a payload could not be normalized.
 ///
@@ -114,22 +109,28 @@ impl NormalizeError {
     }
 }
 
-/// Normalizes one raw envelope by its vendor route name.
+/// Normalizes one raw envelope by its vendor route name, through the registry.
 ///
-/// `terra` and `healthkit` carry their data inline. `oura`, `whoop` and `polar` envelopes
-/// are notifications and yield [`NormalizeError::NotificationOnly`]; any other vendor
+/// Push vendors (data inline) yield their readings; notification vendors yield
+/// [`NormalizeError::NotificationOnly`] (their documents are fetched and normalized by
+/// their fetch job); a route name that is not a built-in vendor (a generic HMAC source)
 /// yields [`NormalizeError::UnknownVendor`].
 pub fn normalize(env: &RawEnvelope) -> Result<Normalized, NormalizeError> {
-    match env.vendor.as_str() {
-        "terra" => terra::normalize(env),
-        "healthkit" => healthkit::normalize(env),
-        "oura" | "whoop" | "polar" => Err(NormalizeError::NotificationOnly(env.vendor.clone())),
-        other => Err(NormalizeError::UnknownVendor(clip(other))),
-    }
+    let vendor = env
+        .vendor
+        .parse::<Vendor>()
+        .map_err(|_| NormalizeError::UnknownVendor(clip(&env.vendor)))?;
+    crate::push_normalizer(vendor)(env)
+}
+
+/// The normalizer of a vendor whose webhooks carry no data: see
+/// [`NormalizeError::NotificationOnly`].
+pub fn notification_only(env: &RawEnvelope) -> Result<Normalized, NormalizeError> {
+    Err(NormalizeError::NotificationOnly(env.vendor.clone()))
 }
 
 /// At most 64 characters of hostile input, for error messages.
-fn clip(s: &str) -> String {
+pub(crate) fn clip(s: &str) -> String {
     const MAX: usize = 64;
     match s.char_indices().nth(MAX) {
         Some((cut, _)) => format!("{}…", &s[..cut]),
@@ -137,17 +138,17 @@ fn clip(s: &str) -> String {
     }
 }
 
-fn shape(msg: impl Into<String>) -> NormalizeError {
+pub(crate) fn shape(msg: impl Into<String>) -> NormalizeError {
     NormalizeError::UnsupportedShape(msg.into())
 }
 
 /// The body as JSON.
-fn parse_json(body: &[u8]) -> Result<Value, NormalizeError> {
+pub(crate) fn parse_json(body: &[u8]) -> Result<Value, NormalizeError> {
     serde_json::from_slice(body).map_err(|e| NormalizeError::InvalidJson(e.to_string()))
 }
 
 /// The value at `path`, if every step exists and the value is not `null`.
-fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+pub(crate) fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
     let mut cur = v;
     for key in path {
         cur = cur.get(key)?;
@@ -156,17 +157,21 @@ fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
 }
 
 /// A finite number at `path`; anything else (missing, null, string, bool) is `None`.
-fn num(v: &Value, path: &[&str]) -> Option<f64> {
+pub(crate) fn num(v: &Value, path: &[&str]) -> Option<f64> {
     get(v, path)?.as_f64().filter(|x| x.is_finite())
 }
 
 /// A non-blank string at `path`.
-fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+pub(crate) fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     get(v, path)?.as_str().filter(|s| !s.trim().is_empty())
 }
 
 /// The array at `path`; missing or null is empty, any other type is a shape error.
-fn array<'a>(v: &'a Value, path: &[&str], what: &str) -> Result<&'a [Value], NormalizeError> {
+pub(crate) fn array<'a>(
+    v: &'a Value,
+    path: &[&str],
+    what: &str,
+) -> Result<&'a [Value], NormalizeError> {
     match get(v, path) {
         None => Ok(&[]),
         Some(Value::Array(items)) => Ok(items),
@@ -175,7 +180,7 @@ fn array<'a>(v: &'a Value, path: &[&str], what: &str) -> Result<&'a [Value], Nor
 }
 
 /// An id that vendors send either as a string (UUID) or as an integer.
-fn id_string(v: &Value, path: &[&str]) -> Option<String> {
+pub(crate) fn id_string(v: &Value, path: &[&str]) -> Option<String> {
     match get(v, path)? {
         Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
         Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
@@ -184,7 +189,10 @@ fn id_string(v: &Value, path: &[&str]) -> Option<String> {
 }
 
 /// An ISO-8601 / RFC 3339 instant with an offset (`Z` or `±hh:mm`).
-fn parse_rfc3339(field: &'static str, s: &str) -> Result<DateTime<FixedOffset>, NormalizeError> {
+pub(crate) fn parse_rfc3339(
+    field: &'static str,
+    s: &str,
+) -> Result<DateTime<FixedOffset>, NormalizeError> {
     DateTime::parse_from_rfc3339(s.trim()).map_err(|_| NormalizeError::InvalidTimestamp {
         field,
         value: clip(s),
@@ -192,7 +200,7 @@ fn parse_rfc3339(field: &'static str, s: &str) -> Result<DateTime<FixedOffset>, 
 }
 
 /// A required RFC 3339 string at `path`.
-fn required_rfc3339(
+pub(crate) fn required_rfc3339(
     v: &Value,
     path: &[&str],
     field: &'static str,
@@ -202,7 +210,7 @@ fn required_rfc3339(
 }
 
 /// A `YYYY-MM-DD` calendar date.
-fn parse_date(field: &'static str, s: &str) -> Result<NaiveDate, NormalizeError> {
+pub(crate) fn parse_date(field: &'static str, s: &str) -> Result<NaiveDate, NormalizeError> {
     NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| NormalizeError::InvalidTimestamp {
         field,
         value: clip(s),
@@ -211,7 +219,7 @@ fn parse_date(field: &'static str, s: &str) -> Result<NaiveDate, NormalizeError>
 
 /// The whole calendar `day` at `offset`, as a UTC interval of 24 hours. A fixed offset has
 /// no DST, so the day is always exactly 24 h long.
-fn day_interval(
+pub(crate) fn day_interval(
     day: NaiveDate,
     offset: FixedOffset,
 ) -> Result<(DateTime<Utc>, DateTime<Utc>), NormalizeError> {
@@ -227,7 +235,7 @@ fn day_interval(
 }
 
 /// `start..end` as UTC, refusing intervals that run backwards.
-fn interval(
+pub(crate) fn interval(
     start: DateTime<FixedOffset>,
     end: DateTime<FixedOffset>,
 ) -> Result<(DateTime<Utc>, DateTime<Utc>), NormalizeError> {
@@ -238,24 +246,24 @@ fn interval(
 }
 
 /// Whole seconds (with sub-second fraction) between two instants.
-fn seconds_between(start: DateTime<Utc>, end: DateTime<Utc>) -> f64 {
+pub(crate) fn seconds_between(start: DateTime<Utc>, end: DateTime<Utc>) -> f64 {
     let d = end - start;
     d.num_milliseconds() as f64 / 1000.0
 }
 
 /// What every reading of one vendor document shares.
 #[derive(Debug, Clone)]
-struct Record {
-    user_id: String,
-    vendor: &'static str,
-    source_record_id: String,
-    source: Option<String>,
-    ordering: Option<i64>,
+pub(crate) struct Record {
+    pub(crate) user_id: String,
+    pub(crate) vendor: &'static str,
+    pub(crate) source_record_id: String,
+    pub(crate) source: Option<String>,
+    pub(crate) ordering: Option<i64>,
 }
 
 impl Record {
     /// Appends a reading when `value` is present and finite.
-    fn push(
+    pub(crate) fn push(
         &self,
         out: &mut Vec<Reading>,
         metric: Metric,
@@ -391,7 +399,7 @@ mod tests {
     }
 }
 
-/// Fixture harness: every `processor/tests/fixtures/<vendor>/<case>.json` is normalized and
+/// Fixture harness: every `vendors/tests/fixtures/<vendor>/<case>.json` is normalized and
 /// compared with `<case>.expected.json`, written by hand.
 ///
 /// Beside each input: `<case>.expected.json` (required) is either a JSON array of readings
@@ -410,6 +418,8 @@ mod fixture_tests {
     use serde::Deserialize;
 
     use super::*;
+    use crate::oura::normalize as oura;
+    use crate::whoop::normalize as whoop;
 
     /// Absolute tolerance on values: hand-computed expectations are written with enough
     /// digits that only float rounding separates them from the code's result.

@@ -230,7 +230,7 @@ impl Reading {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// A row was inserted or its value changed; `reading` is the row now stored.
-    /// `envelope` is the position, in its [`Batch`](crate::sink::Batch), of the envelope
+    /// `envelope` is the position, in its write batch (`processor::sink::Batch`), of the envelope
     /// the reading came from (0 for batches not built with `push`).
     Upsert {
         /// The stored reading.
