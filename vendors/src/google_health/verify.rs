@@ -76,13 +76,20 @@ impl GoogleHealthVerifier {
 
 impl Verifier for GoogleHealthVerifier {
     fn precheck(&self, head: &Head<'_>) -> Result<(), VerifyError> {
-        // No signature header may still be the (unsigned) verification request: only the
-        // body tells, so absence is decided in `verify`.
         match Self::signature_header(head.headers) {
             Some(sig) if sig.len() > MAX_SIGNATURE_HEADER => {
                 Err(VerifyError::MalformedSignature(SIGNATURE))
             }
-            _ => Ok(()),
+            Some(_) => Ok(()),
+            // Unsigned, it can only be the verification request, whose body is tiny: a
+            // larger (or chunked) unsigned body is refused before a byte is buffered.
+            None if head
+                .content_length
+                .is_some_and(|n| n <= MAX_VERIFICATION_BODY as u64) =>
+            {
+                Ok(())
+            }
+            None => Err(VerifyError::MissingSignature(SIGNATURE)),
         }
     }
 
@@ -355,6 +362,14 @@ pub(crate) mod tests {
         assert_eq!(v.precheck(&head(&h, Some(10), T)), Err(VerifyError::MalformedSignature(SIGNATURE)));
         let h = headers(&[]);
         assert_eq!(v.precheck(&head(&h, Some(10), T)), Ok(()));
+        assert_eq!(
+            v.precheck(&head(&h, Some(MAX_VERIFICATION_BODY as u64 + 1), T)),
+            Err(VerifyError::MissingSignature(SIGNATURE))
+        );
+        assert_eq!(
+            v.precheck(&head(&h, None, T)),
+            Err(VerifyError::MissingSignature(SIGNATURE))
+        );
         let h = headers(&[("x-healthapi-signature", &tink_header(&sk, BODY))]);
         assert_eq!(v.precheck(&head(&h, Some(10), T)), Ok(()));
     }
