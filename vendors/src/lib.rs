@@ -132,4 +132,5 @@ registry! {
     polar => Polar,
     healthkit => HealthKit,
     google_health => GoogleHealth,
+    suunto => Suunto,
 }

@@ -45,6 +45,8 @@ pub struct Endpoints {
     pub client_id_var: &'static str,
     /// Name of the client-secret variable, for error messages.
     pub client_secret_var: &'static str,
+    /// Headers sent on every API call besides the token.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Endpoints {
@@ -60,9 +62,15 @@ impl Endpoints {
                     .as_ref()
                     .map(|s| s.expose().to_owned()),
                 refresh_scope: spec.oauth.refresh_scope,
+                client_auth: spec.oauth.client_auth,
             },
             client_id_var: spec.oauth.client_id_var,
             client_secret_var: spec.oauth.client_secret_var,
+            headers: spec
+                .headers
+                .iter()
+                .map(|(name, value)| (*name, value.expose().to_owned()))
+                .collect(),
         }
     }
 }
@@ -406,6 +414,7 @@ impl Fetcher {
                 &self.http,
                 &url,
                 &s.account.access_token,
+                &fetched.endpoints.headers,
                 self.settings.request_timeout,
             )
             .await;

@@ -4,7 +4,7 @@
 use bridge_core::config::Secret;
 
 use super::fetch::GoogleHealthNotify;
-use crate::fetch::{FetchSpec, OAuth, Quota};
+use crate::fetch::{ClientAuth, FetchSpec, OAuth, Quota};
 
 /// Google Health API's settings in the processor.
 #[derive(Debug, Clone, clap::Args)]
@@ -55,6 +55,7 @@ impl ProcessorArgs {
                 .trim_end_matches('/')
                 .to_owned(),
             api_base_var: "GOOGLE_HEALTH_API_BASE_URL",
+            headers: Vec::new(),
             oauth: OAuth {
                 token_url: self.google_health_token_url.clone(),
                 client_id: self.google_health_client_id.clone(),
@@ -66,6 +67,8 @@ impl ProcessorArgs {
                 client_secret_var: "GOOGLE_HEALTH_CLIENT_SECRET",
                 token_url_var: "GOOGLE_HEALTH_TOKEN_URL",
                 refresh_scope: None,
+                // Google documents the secret in the body for web-server apps.
+                client_auth: ClientAuth::Post,
             },
             vendor_quota: self.google_health_rate_limit,
             account_quota: self.google_health_account_rate_limit,
