@@ -277,6 +277,22 @@ pub struct AccountEvent {
     pub vendor_user_id: Option<String>,
 }
 
+/// A deletion named by time instead of document (Google Health API `DELETE`): every
+/// reading of the user, vendor and metrics whose `start_time` lies in `[start, end)` goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeDeletion {
+    /// Our user id.
+    pub user_id: String,
+    /// Vendor.
+    pub vendor: String,
+    /// The metrics removed.
+    pub metrics: Vec<Metric>,
+    /// Inclusive start of the `start_time` range.
+    pub start: DateTime<Utc>,
+    /// Exclusive end of the `start_time` range.
+    pub end: DateTime<Utc>,
+}
+
 /// Everything one raw webhook turns into.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Normalized {
@@ -284,6 +300,9 @@ pub struct Normalized {
     pub readings: Vec<Reading>,
     /// Records the vendor deleted.
     pub tombstones: Vec<Tombstone>,
+    /// Time ranges the vendor deleted. Applied where tombstones are: before the
+    /// envelope's readings.
+    pub range_deletions: Vec<RangeDeletion>,
     /// Account events.
     pub account_events: Vec<AccountEvent>,
 }

@@ -23,18 +23,21 @@ pub enum Vendor {
     Polar,
     /// Apple HealthKit through the Health Auto Export app (data inline).
     HealthKit,
+    /// Google Health API v4, Fitbit's successor (notifications, fetched).
+    GoogleHealth,
     /// Suunto Cloud API (data inline, workouts fetched when the copy is incomplete).
     Suunto,
 }
 
 impl Vendor {
     /// Every vendor, in route-name order of the docs.
-    pub const ALL: [Vendor; 6] = [
+    pub const ALL: [Vendor; 7] = [
         Vendor::Oura,
         Vendor::Whoop,
         Vendor::Terra,
         Vendor::Polar,
         Vendor::HealthKit,
+        Vendor::GoogleHealth,
         Vendor::Suunto,
     ];
 
@@ -46,6 +49,7 @@ impl Vendor {
             Vendor::Terra => "terra",
             Vendor::Polar => "polar",
             Vendor::HealthKit => "healthkit",
+            Vendor::GoogleHealth => "google_health",
             Vendor::Suunto => "suunto",
         }
     }

@@ -260,6 +260,12 @@ where
     let principal = match verifier.verify(&request)? {
         Verified::Accept { principal } => principal,
         Verified::Ping => return Ok(json(StatusCode::OK, r#"{"status":"ok"}"#)),
+        Verified::Answer { status, body } => {
+            return Ok(json(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                body,
+            ));
+        }
     };
     let key = verifier
         .partition_key(&request, principal.as_deref())

@@ -331,6 +331,7 @@ pub fn notification_object(body: &[u8], key: &str) -> Result<(Value, String), No
 pub fn extend(out: &mut Normalized, more: Normalized) {
     out.readings.extend(more.readings);
     out.tombstones.extend(more.tombstones);
+    out.range_deletions.extend(more.range_deletions);
     out.account_events.extend(more.account_events);
 }
 

@@ -131,5 +131,6 @@ registry! {
     terra => Terra,
     polar => Polar,
     healthkit => HealthKit,
+    google_health => GoogleHealth,
     suunto => Suunto,
 }

@@ -355,7 +355,8 @@ impl Fetcher {
             (Some(n), Some(s)) if s.reason.is_closed() && !n.reason.is_closed() => Some(n),
             (n, s) => s.or(n),
         };
-        let nothing = out.readings.is_empty() && out.tombstones.is_empty();
+        let nothing =
+            out.readings.is_empty() && out.tombstones.is_empty() && out.range_deletions.is_empty();
         Ok(match note {
             Some(p) if nothing && !p.reason.is_closed() => Outcome::Park(p),
             note => Outcome::Ready {

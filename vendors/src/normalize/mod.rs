@@ -424,7 +424,14 @@ mod fixture_tests {
     /// Absolute tolerance on values: hand-computed expectations are written with enough
     /// digits that only float rounding separates them from the code's result.
     const TOLERANCE: f64 = 1e-9;
-    const VENDOR_DIRS: [&str; 5] = ["terra", "healthkit", "oura", "whoop", "suunto"];
+    const VENDOR_DIRS: [&str; 6] = [
+        "terra",
+        "healthkit",
+        "oura",
+        "whoop",
+        "google_health",
+        "suunto",
+    ];
 
     #[derive(Debug, Default, Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -618,6 +625,13 @@ mod fixture_tests {
                 body: input.to_vec(),
                 edge_instance: "fixture".into(),
             }),
+            "google_health" => {
+                let data_type = args
+                    .data_type
+                    .as_deref()
+                    .ok_or("google_health case needs args.data_type")?;
+                crate::google_health::normalize::normalize_page(&user(), data_type, &doc()?)
+            }
             "oura" => {
                 let data_type = args
                     .data_type
@@ -810,6 +824,11 @@ mod fixture_tests {
                 "fixture directory {name:?} is never run"
             );
         }
+    }
+
+    #[test]
+    fn google_health_fixtures() {
+        run_vendor("google_health");
     }
 
     #[test]

@@ -58,6 +58,14 @@ pub enum Verified {
     },
     /// answer 200 and append nothing (Polar unsigned PING)
     Ping,
+    /// Answer with this status and JSON body and append nothing: a subscription
+    /// handshake made by POST (Google Health's verification wants 201).
+    Answer {
+        /// HTTP status.
+        status: u16,
+        /// JSON body.
+        body: &'static str,
+    },
 }
 
 /// Why a request was refused. Each variant maps to one HTTP status and one
