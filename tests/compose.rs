@@ -122,14 +122,15 @@ fn shell_assignments(script: &str) -> BTreeMap<String, String> {
         {
             continue;
         }
-        // Only the first word: `X=1 # comment` and `X=${X:-1} # comment`.
+        // Only the first word: `X=1 # comment`, `X=${X:-1} # comment` and
+        // `X=${Y:-1}` (a default taken from another variable's default).
         let value = value.split(" #").next().unwrap_or("").trim();
         let value = match value
             .strip_prefix("${")
             .and_then(|v| v.strip_suffix('}'))
             .and_then(|v| v.split_once(":-"))
         {
-            Some((inner, default)) if inner == name => default.to_string(),
+            Some((_, default)) => default.to_string(),
             _ => value.to_string(),
         };
         if value.contains(' ') || value.contains('(') || value.contains('"') {
@@ -883,6 +884,12 @@ fn connection_defaults_agree_everywhere() {
     }
     for (file, vars, all) in &files {
         for (name, want) in want {
+            // The demo and benchmarks run on a database of their own on the default
+            // server: the server URL is what must agree.
+            let name = match vars.get("SERVER_URL") {
+                Some(_) if name == "DATABASE_URL" => "SERVER_URL",
+                _ => name,
+            };
             match vars.get(name) {
                 Some(got) if got == want => {}
                 None if !all => {}
