@@ -10,6 +10,9 @@ pub mod verify;
 pub use edge::EdgeArgs;
 
 #[cfg(feature = "processor")]
+pub mod normalize;
+
+#[cfg(feature = "processor")]
 pub use crate::normalize::notification_only as normalize;
 /// No processor settings: nothing is fetched.
 #[cfg(feature = "processor")]
