@@ -102,9 +102,10 @@ pub struct LinkAccount {
     /// OAuth access token (or LINK_ACCESS_TOKEN, which keeps it out of `ps`).
     #[arg(long, env = "LINK_ACCESS_TOKEN", hide_env_values = true)]
     pub access_token: Secret,
-    /// OAuth refresh token (or LINK_REFRESH_TOKEN).
+    /// OAuth refresh token (or LINK_REFRESH_TOKEN); required for vendors that issue one,
+    /// refused for those that do not (Polar).
     #[arg(long, env = "LINK_REFRESH_TOKEN", hide_env_values = true)]
-    pub refresh_token: Secret,
+    pub refresh_token: Option<Secret>,
     /// When the access token expires (RFC 3339); without it the token is refreshed only
     /// when the vendor answers 401.
     #[arg(long)]
@@ -315,10 +316,8 @@ impl Config {
         }
         let fetched = self.fetch.vendors.fetched();
         for (var, url) in fetched.iter().flat_map(|(_, spec)| {
-            [
-                (spec.api_base_var, &spec.api_base),
-                (spec.oauth.token_url_var, &spec.oauth.token_url),
-            ]
+            std::iter::once((spec.api_base_var, &spec.api_base))
+                .chain(spec.oauth.iter().map(|o| (o.token_url_var, &o.token_url)))
         }) {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError {

@@ -248,6 +248,20 @@ pub struct OAuth {
     pub refresh_scope: Option<&'static str>,
 }
 
+/// A POST that linking an account needs (Polar's `POST /v3/users`): the engine sends it
+/// below the configured API base URL with the user's access token and lets the vendor
+/// read the answer.
+#[derive(Debug, Clone)]
+pub struct LinkStep {
+    /// Path below the API base URL.
+    pub path: String,
+    /// JSON body.
+    pub body: Value,
+    /// Reads the answer (status, JSON body when there is one) for the vendor user id
+    /// being linked: `Err` refuses the link, with a message for the operator.
+    pub check: fn(u16, Option<&Value>, &str) -> Result<(), String>,
+}
+
 /// Everything the fetch engine needs from one notification vendor.
 pub struct FetchSpec {
     /// Parses its webhooks.
@@ -256,8 +270,12 @@ pub struct FetchSpec {
     pub api_base: String,
     /// Variable naming `api_base`, for error messages.
     pub api_base_var: &'static str,
-    /// Token refresh.
-    pub oauth: OAuth,
+    /// Token refresh; `None` for a vendor that issues no refresh token (Polar): a 401
+    /// then means the user must authorise again.
+    pub oauth: Option<OAuth>,
+    /// A call `link-account` makes with the user's token before storing the account
+    /// (Polar's mandatory user registration), given our user id.
+    pub on_link: Option<fn(&str) -> LinkStep>,
     /// Requests per period for the whole application.
     pub vendor_quota: Quota,
     /// Requests per period for one linked account.

@@ -59,7 +59,7 @@ impl ProcessorArgs {
             notify: Box::new(OuraNotify),
             api_base: self.oura_api_base_url.trim_end_matches('/').to_owned(),
             api_base_var: "OURA_API_BASE_URL",
-            oauth: OAuth {
+            oauth: Some(OAuth {
                 token_url: self.oura_token_url.clone(),
                 client_id: self.oura_client_id.clone(),
                 client_secret: self
@@ -71,7 +71,8 @@ impl ProcessorArgs {
                 client_secret_var: "OURA_CLIENT_SECRET",
                 token_url_var: "OURA_TOKEN_URL",
                 refresh_scope: None,
-            },
+            }),
+            on_link: None,
             vendor_quota: self.oura_rate_limit,
             account_quota: self.oura_account_rate_limit,
         })

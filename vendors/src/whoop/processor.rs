@@ -58,7 +58,7 @@ impl ProcessorArgs {
             notify: Box::new(WhoopNotify),
             api_base: self.whoop_api_base_url.trim_end_matches('/').to_owned(),
             api_base_var: "WHOOP_API_BASE_URL",
-            oauth: OAuth {
+            oauth: Some(OAuth {
                 token_url: self.whoop_token_url.clone(),
                 client_id: self.whoop_client_id.clone(),
                 client_secret: self
@@ -71,7 +71,8 @@ impl ProcessorArgs {
                 token_url_var: "WHOOP_TOKEN_URL",
                 // WHOOP only issues a new refresh token when the refresh asks for it.
                 refresh_scope: Some("offline"),
-            },
+            }),
+            on_link: None,
             vendor_quota: self.whoop_rate_limit,
             account_quota: self.whoop_account_rate_limit,
         })
