@@ -45,6 +45,8 @@ struct Call {
 struct State {
     /// Path → document served with 200 to a valid token.
     docs: HashMap<String, Value>,
+    /// Paths answered `204 No Content` (AccessLink's "no activity for that day").
+    empty: HashSet<String>,
     /// Access tokens AccessLink accepts.
     tokens: HashSet<String>,
     /// Polar user id the registration answers with.
@@ -130,6 +132,7 @@ impl AccessLink {
                                   "registration-date": "2025-01-01T06:00:00.000Z"});
                 reply(st.registration_status, user.to_string())
             }
+            ("GET", _) if st.empty.contains(path) => reply(204, String::new()),
             ("GET", _) => match st.docs.get(path) {
                 Some(doc) => reply(200, doc.to_string()),
                 None => reply(404, r#"{"error":"no data"}"#.into()),
@@ -400,6 +403,33 @@ async fn polar_notifications_become_rows_and_their_url_is_never_fetched() {
         raw.iter()
             .all(|m| !payload(m).windows(6).any(|w| w == b"\"PING\""))
     );
+
+    // A day without activity (204) closes its notification as not_found, no rows.
+    let empty_day = "/v3/users/activities/2025-01-03";
+    api.state.lock().unwrap().empty.insert(empty_day.into());
+    let none = json!({"event": "ACTIVITY_SUMMARY", "user_id": vuid, "date": "2025-01-03",
+                      "timestamp": "2025-01-04T00:10:00Z",
+                      "url": format!("{}{empty_day}", elsewhere.url)});
+    post_polar(&edge, &none).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let closed: Option<(String, String)> = sqlx::query_as(
+            "select reason, detail from parked_notifications where vendor = 'polar' \
+             and vendor_user_id = $1 and closed_at is not null",
+        )
+        .bind(vuid.to_string())
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        if let Some((reason, detail)) = closed {
+            assert_eq!(reason, "not_found", "{detail}");
+            assert!(detail.contains(empty_day), "{detail}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "204 not closed as not_found");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = rows(&pool, &user, 28).await;
 
     // A revoked token: Polar has no refresh token, so the account needs linking again.
     api.refuse_tokens();
