@@ -200,6 +200,32 @@ impl Job for Delete {
     }
 }
 
+/// A job that GETs one document and normalizes it for the user.
+pub struct FetchOne<F> {
+    /// Path below the API base URL.
+    pub path: String,
+    /// The vendor's normalizer for that document, given our user id.
+    pub normalize: F,
+}
+
+impl<F> Job for FetchOne<F>
+where
+    F: FnOnce(&str, &Value) -> Result<Normalized, NormalizeError> + Send + 'static,
+{
+    fn run<'a>(
+        self: Box<Self>,
+        api: &'a mut dyn Api,
+        user_id: &'a str,
+        out: &'a mut Resolved,
+    ) -> BoxFuture<'a, Result<(), Stop>> {
+        Box::pin(async move {
+            let doc = api.get(&self.path).await?;
+            out.normalized = (self.normalize)(user_id, &doc)?;
+            Ok(())
+        })
+    }
+}
+
 /// `N` requests per `period`, written `N/period` (`100/1m`, `5000/5m`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Quota {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::normalize::{PolarDocKind, normalize_document, normalize_night};
 use crate::fetch::{
-    Api, BoxFuture, Job, LinkStep, Note, Notify, ParkReason, Prepared, Resolved, Stop, checked_id,
+    Api, BoxFuture, FetchOne, Job, LinkStep, Note, Notify, ParkReason, Prepared, Resolved, Stop, checked_id,
     notification_object,
 };
 use crate::normalize::{NormalizeError, parse_date};
@@ -43,7 +43,12 @@ fn job(v: &Value) -> Result<Option<Box<dyn Job>>, NormalizeError> {
         .get("event")
         .and_then(Value::as_str)
         .ok_or_else(|| shape("polar notification without event"))?;
-    let fetch = |kind, path| -> Option<Box<dyn Job>> { Some(Box::new(Fetch { kind, path })) };
+    let fetch = |kind: PolarDocKind, path| -> Option<Box<dyn Job>> {
+        Some(Box::new(FetchOne {
+            path,
+            normalize: move |user: &str, doc: &Value| normalize_document(user, kind, doc),
+        }))
+    };
     Ok(match event {
         "EXERCISE" => {
             let id = v
@@ -88,27 +93,6 @@ fn date(v: &Value) -> Result<String, NormalizeError> {
         Ok(s)
     } else {
         Err(shape("polar date out of range"))
-    }
-}
-
-/// Fetch one document and normalize it.
-struct Fetch {
-    kind: PolarDocKind,
-    path: String,
-}
-
-impl Job for Fetch {
-    fn run<'a>(
-        self: Box<Self>,
-        api: &'a mut dyn Api,
-        user_id: &'a str,
-        out: &'a mut Resolved,
-    ) -> BoxFuture<'a, Result<(), Stop>> {
-        Box::pin(async move {
-            let doc = api.get(&self.path).await?;
-            out.normalized = normalize_document(user_id, self.kind, &doc)?;
-            Ok(())
-        })
     }
 }
 
