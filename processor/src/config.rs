@@ -93,7 +93,8 @@ pub struct LinkAccount {
     /// Vendor route name; its webhooks must be notifications this processor fetches.
     #[arg(long, value_parser = vendor_arg)]
     pub vendor: Vendor,
-    /// The vendor's user id, as its webhooks name it (Oura `user_id`, WHOOP `user_id`).
+    /// The vendor's user id, as its webhooks name it (Oura, WHOOP and Polar `user_id`;
+    /// for Polar the token answer's `x_user_id`).
     #[arg(long)]
     pub vendor_user_id: String,
     /// Our user id; readings fetched for this account are stored under it.
