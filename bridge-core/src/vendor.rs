@@ -23,16 +23,19 @@ pub enum Vendor {
     Polar,
     /// Apple HealthKit through the Health Auto Export app (data inline).
     HealthKit,
+    /// Suunto Cloud API (data inline, workouts fetched when the copy is incomplete).
+    Suunto,
 }
 
 impl Vendor {
     /// Every vendor, in route-name order of the docs.
-    pub const ALL: [Vendor; 5] = [
+    pub const ALL: [Vendor; 6] = [
         Vendor::Oura,
         Vendor::Whoop,
         Vendor::Terra,
         Vendor::Polar,
         Vendor::HealthKit,
+        Vendor::Suunto,
     ];
 
     /// The route name: `/webhooks/<name>`, `RawEnvelope::vendor`, `readings.vendor`.
@@ -43,6 +46,7 @@ impl Vendor {
             Vendor::Terra => "terra",
             Vendor::Polar => "polar",
             Vendor::HealthKit => "healthkit",
+            Vendor::Suunto => "suunto",
         }
     }
 }

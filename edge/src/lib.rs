@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod config;
+pub mod error;
 pub mod generic_sources;
 pub mod metrics;
 pub mod producer;

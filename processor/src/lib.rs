@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod dedup;
+pub mod error;
 pub mod fetch;
 pub mod health;
 pub mod metrics;

@@ -272,6 +272,17 @@ pub struct OAuth {
     /// Scope to request on refresh (WHOOP only issues a new refresh token when the
     /// request asks for `offline`).
     pub refresh_scope: Option<&'static str>,
+    /// How the client authenticates to the token endpoint.
+    pub client_auth: ClientAuth,
+}
+
+/// Client authentication at the token endpoint (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `client_id` and `client_secret` in the form body (Oura, WHOOP).
+    Post,
+    /// HTTP Basic with the client id and secret (Suunto).
+    Basic,
 }
 
 /// A POST that linking an account needs (Polar's `POST /v3/users`): the engine sends it
@@ -296,6 +307,9 @@ pub struct FetchSpec {
     pub api_base: String,
     /// Variable naming `api_base`, for error messages.
     pub api_base_var: &'static str,
+    /// Headers sent on every API call besides the bearer token (Suunto's APIM
+    /// subscription key); lower-case names.
+    pub headers: Vec<(&'static str, Secret)>,
     /// Token refresh; `None` for a vendor that issues no refresh token (Polar): a 401
     /// then means the user must authorise again.
     pub oauth: Option<OAuth>,

@@ -131,4 +131,5 @@ registry! {
     terra => Terra,
     polar => Polar,
     healthkit => HealthKit,
+    suunto => Suunto,
 }

@@ -45,6 +45,8 @@ pub struct Endpoints {
     pub client_id_var: &'static str,
     /// Name of the client-secret variable, for error messages.
     pub client_secret_var: &'static str,
+    /// Headers sent on every API call besides the token.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Endpoints {
@@ -57,9 +59,15 @@ impl Endpoints {
                 client_id: o.client_id.clone(),
                 client_secret: o.client_secret.as_ref().map(|s| s.expose().to_owned()),
                 refresh_scope: o.refresh_scope,
+                client_auth: o.client_auth,
             }),
             client_id_var: oauth.map_or("", |o| o.client_id_var),
             client_secret_var: oauth.map_or("", |o| o.client_secret_var),
+            headers: spec
+                .headers
+                .iter()
+                .map(|(name, value)| (*name, value.expose().to_owned()))
+                .collect(),
         }
     }
 }
@@ -402,6 +410,7 @@ impl Fetcher {
                 &self.http,
                 &url,
                 &s.account.access_token,
+                &fetched.endpoints.headers,
                 self.settings.request_timeout,
             )
             .await;

@@ -47,7 +47,8 @@ const SESSION_GAP: TimeDelta = TimeDelta::hours(1);
 /// - Aggregated, one entry per night in `units` (usually `hr`): all metrics cover
 ///   `sleepStart..sleepEnd`. `totalSleep` → `sleep_total`; `core` → `sleep_light`, `deep`,
 ///   `rem`, `awake` are emitted only when `core + deep + rem > 0` (a night without stage
-///   data reports zeros, which would be false, not absent). `time_in_bed` =
+///   data reports zeros, which would be false, not absent), and each only when the entry
+///   carries it: no `awake` field, no `sleep_awake` row. `time_in_bed` =
 ///   `inBedEnd − inBedStart` when both are present, else `inBed` when it is > 0.
 ///   `sleep_efficiency` is derived as `totalSleep / time_in_bed × 100` when that is ≤ 100.
 ///   `source_record_id` = `sleep_analysis:<date>` (`<sleepStart>` when `date` is absent).
@@ -55,7 +56,8 @@ const SESSION_GAP: TimeDelta = TimeDelta::hours(1);
 ///   start are grouped into sessions split by gaps over one hour, and each session gives
 ///   one clean row per metric, the same metrics and rules as the aggregated shape. Stage
 ///   durations are the summed segment lengths (`endDate − startDate`, not the rounded
-///   `qty`), assuming one source does not overlap itself (Apple writes stages
+///   `qty`); a stage without a segment in the session has no row (not a zero),
+///   assuming one source does not overlap itself (Apple writes stages
 ///   back-to-back). The interval is the span of the non-`In Bed` segments (the span of
 ///   the `In Bed` segments when there are none); `time_in_bed` is the span of the
 ///   `In Bed` segments. `Asleep`/`Unspecified` count toward `sleep_total` only; unknown
@@ -169,10 +171,10 @@ fn quantity_metric(m: &Value, user_id: &str, out: &mut Vec<Reading>) -> Result<(
 #[derive(Debug, Default)]
 struct Night {
     total: Option<f64>,
-    light: f64,
-    deep: f64,
-    rem: f64,
-    awake: f64,
+    light: Option<f64>,
+    deep: Option<f64>,
+    rem: Option<f64>,
+    awake: Option<f64>,
     in_bed: Option<f64>,
 }
 
@@ -180,11 +182,17 @@ impl Night {
     /// Emits the session's readings over `start..end` (see [`normalize`] for the rules).
     fn emit(&self, rec: &Record, start: DateTime<Utc>, end: DateTime<Utc>, out: &mut Vec<Reading>) {
         rec.push(out, Metric::SleepTotal, self.total, start, end);
-        if self.light + self.deep + self.rem > 0.0 {
-            rec.push(out, Metric::SleepLight, Some(self.light), start, end);
-            rec.push(out, Metric::SleepDeep, Some(self.deep), start, end);
-            rec.push(out, Metric::SleepRem, Some(self.rem), start, end);
-            rec.push(out, Metric::SleepAwake, Some(self.awake), start, end);
+        // A night without stage data carries zeros (or nothing) for every stage: those
+        // zeros are not measurements. With stage data, each stage the payload carries is
+        // a reading (a real zero included) and an absent one is none.
+        let staged = [self.light, self.deep, self.rem]
+            .iter()
+            .any(|v| v.is_some_and(|v| v > 0.0));
+        if staged {
+            rec.push(out, Metric::SleepLight, self.light, start, end);
+            rec.push(out, Metric::SleepDeep, self.deep, start, end);
+            rec.push(out, Metric::SleepRem, self.rem, start, end);
+            rec.push(out, Metric::SleepAwake, self.awake, start, end);
         }
         let in_bed = self.in_bed.filter(|s| *s > 0.0);
         rec.push(out, Metric::TimeInBed, in_bed, start, end);
@@ -246,10 +254,10 @@ fn aggregated_night(
     };
     let night = Night {
         total: hours("totalSleep")?,
-        light: hours("core")?.unwrap_or(0.0),
-        deep: hours("deep")?.unwrap_or(0.0),
-        rem: hours("rem")?.unwrap_or(0.0),
-        awake: hours("awake")?.unwrap_or(0.0),
+        light: hours("core")?,
+        deep: hours("deep")?,
+        rem: hours("rem")?,
+        awake: hours("awake")?,
         in_bed: in_bed_span.or(hours("inBed")?),
     };
     let date = text(e, &["date"]).unwrap_or(&start_raw);
@@ -354,15 +362,21 @@ fn emit_session(
     let Some((start, end)) = asleep_span.or(bed) else {
         return;
     };
+    // A stage without a segment is not in the payload: no reading (never a zero, and
+    // never the -0.0 an empty float sum gives).
     let sum = |stage: Stage| {
         session
             .iter()
             .filter(|s| s.stage == stage)
             .map(|s| seconds_between(s.start, s.end))
-            .sum::<f64>()
+            .reduce(|a, b| a + b)
     };
     let (light, deep, rem) = (sum(Stage::Core), sum(Stage::Deep), sum(Stage::Rem));
-    let asleep = light + deep + rem + sum(Stage::Unspecified);
+    let asleep = [light, deep, rem, sum(Stage::Unspecified)]
+        .into_iter()
+        .flatten()
+        .sum::<f64>()
+        + 0.0;
     let has_sleep = session
         .iter()
         .any(|s| !matches!(s.stage, Stage::InBed | Stage::Awake));

@@ -4,7 +4,7 @@
 use bridge_core::config::Secret;
 
 use super::fetch::OuraNotify;
-use crate::fetch::{FetchSpec, OAuth, Quota};
+use crate::fetch::{ClientAuth, FetchSpec, OAuth, Quota};
 
 /// Oura's settings in the processor.
 #[derive(Debug, Clone, clap::Args)]
@@ -58,6 +58,7 @@ impl ProcessorArgs {
         Some(FetchSpec {
             notify: Box::new(OuraNotify),
             api_base: self.oura_api_base_url.trim_end_matches('/').to_owned(),
+            headers: Vec::new(),
             api_base_var: "OURA_API_BASE_URL",
             oauth: Some(OAuth {
                 token_url: self.oura_token_url.clone(),
@@ -71,6 +72,7 @@ impl ProcessorArgs {
                 client_secret_var: "OURA_CLIENT_SECRET",
                 token_url_var: "OURA_TOKEN_URL",
                 refresh_scope: None,
+                client_auth: ClientAuth::Post,
             }),
             on_link: None,
             vendor_quota: self.oura_rate_limit,

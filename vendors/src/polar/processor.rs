@@ -36,6 +36,7 @@ impl ProcessorArgs {
             notify: Box::new(PolarNotify),
             api_base: self.polar_api_base_url.trim_end_matches('/').to_owned(),
             api_base_var: "POLAR_API_BASE_URL",
+            headers: Vec::new(),
             oauth: None,
             on_link: Some(registration),
             vendor_quota: self.polar_rate_limit,

@@ -4,7 +4,7 @@
 use bridge_core::config::Secret;
 
 use super::fetch::WhoopNotify;
-use crate::fetch::{FetchSpec, OAuth, Quota};
+use crate::fetch::{ClientAuth, FetchSpec, OAuth, Quota};
 
 /// WHOOP's settings in the processor.
 #[derive(Debug, Clone, clap::Args)]
@@ -57,6 +57,7 @@ impl ProcessorArgs {
         Some(FetchSpec {
             notify: Box::new(WhoopNotify),
             api_base: self.whoop_api_base_url.trim_end_matches('/').to_owned(),
+            headers: Vec::new(),
             api_base_var: "WHOOP_API_BASE_URL",
             oauth: Some(OAuth {
                 token_url: self.whoop_token_url.clone(),
@@ -71,6 +72,7 @@ impl ProcessorArgs {
                 token_url_var: "WHOOP_TOKEN_URL",
                 // WHOOP only issues a new refresh token when the refresh asks for it.
                 refresh_scope: Some("offline"),
+                client_auth: ClientAuth::Post,
             }),
             on_link: None,
             vendor_quota: self.whoop_rate_limit,
