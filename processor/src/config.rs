@@ -93,7 +93,8 @@ pub struct LinkAccount {
     /// Vendor route name; its webhooks must be notifications this processor fetches.
     #[arg(long, value_parser = vendor_arg)]
     pub vendor: Vendor,
-    /// The vendor's user id, as its webhooks name it (Oura `user_id`, WHOOP `user_id`).
+    /// The vendor's user id, as its webhooks name it (Oura, WHOOP and Polar `user_id`;
+    /// for Polar the token answer's `x_user_id`).
     #[arg(long)]
     pub vendor_user_id: String,
     /// Our user id; readings fetched for this account are stored under it.
@@ -102,9 +103,10 @@ pub struct LinkAccount {
     /// OAuth access token (or LINK_ACCESS_TOKEN, which keeps it out of `ps`).
     #[arg(long, env = "LINK_ACCESS_TOKEN", hide_env_values = true)]
     pub access_token: Secret,
-    /// OAuth refresh token (or LINK_REFRESH_TOKEN).
+    /// OAuth refresh token (or LINK_REFRESH_TOKEN); required for vendors that issue one,
+    /// refused for those that do not (Polar).
     #[arg(long, env = "LINK_REFRESH_TOKEN", hide_env_values = true)]
-    pub refresh_token: Secret,
+    pub refresh_token: Option<Secret>,
     /// When the access token expires (RFC 3339); without it the token is refreshed only
     /// when the vendor answers 401.
     #[arg(long)]
@@ -315,10 +317,8 @@ impl Config {
         }
         let fetched = self.fetch.vendors.fetched();
         for (var, url) in fetched.iter().flat_map(|(_, spec)| {
-            [
-                (spec.api_base_var, &spec.api_base),
-                (spec.oauth.token_url_var, &spec.oauth.token_url),
-            ]
+            std::iter::once((spec.api_base_var, &spec.api_base))
+                .chain(spec.oauth.iter().map(|o| (o.token_url_var, &o.token_url)))
         }) {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError {

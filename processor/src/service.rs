@@ -214,13 +214,13 @@ pub(crate) async fn fetch_stage(
         Err(e) => return Err(e).context("reading linked_accounts"),
     }
     let specs = f.vendors.fetched();
-    for (vendor, spec) in &specs {
+    for (vendor, oauth) in specs
+        .iter()
+        .filter_map(|(v, spec)| Some((v, spec.oauth.as_ref()?)))
+    {
         for (var, set) in [
-            (spec.oauth.client_id_var, spec.oauth.client_id.is_some()),
-            (
-                spec.oauth.client_secret_var,
-                spec.oauth.client_secret.is_some(),
-            ),
+            (oauth.client_id_var, oauth.client_id.is_some()),
+            (oauth.client_secret_var, oauth.client_secret.is_some()),
         ] {
             if !set {
                 tracing::warn!(

@@ -200,6 +200,32 @@ impl Job for Delete {
     }
 }
 
+/// A job that GETs one document and normalizes it for the user.
+pub struct FetchOne<F> {
+    /// Path below the API base URL.
+    pub path: String,
+    /// The vendor's normalizer for that document, given our user id.
+    pub normalize: F,
+}
+
+impl<F> Job for FetchOne<F>
+where
+    F: FnOnce(&str, &Value) -> Result<Normalized, NormalizeError> + Send + 'static,
+{
+    fn run<'a>(
+        self: Box<Self>,
+        api: &'a mut dyn Api,
+        user_id: &'a str,
+        out: &'a mut Resolved,
+    ) -> BoxFuture<'a, Result<(), Stop>> {
+        Box::pin(async move {
+            let doc = api.get(&self.path).await?;
+            out.normalized = (self.normalize)(user_id, &doc)?;
+            Ok(())
+        })
+    }
+}
+
 /// `N` requests per `period`, written `N/period` (`100/1m`, `5000/5m`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Quota {
@@ -259,6 +285,20 @@ pub enum ClientAuth {
     Basic,
 }
 
+/// A POST that linking an account needs (Polar's `POST /v3/users`): the engine sends it
+/// below the configured API base URL with the user's access token and lets the vendor
+/// read the answer.
+#[derive(Debug, Clone)]
+pub struct LinkStep {
+    /// Path below the API base URL.
+    pub path: String,
+    /// JSON body.
+    pub body: Value,
+    /// Reads the answer (status, JSON body when there is one) for the vendor user id
+    /// being linked: `Err` refuses the link, with a message for the operator.
+    pub check: fn(u16, Option<&Value>, &str) -> Result<(), String>,
+}
+
 /// Everything the fetch engine needs from one notification vendor.
 pub struct FetchSpec {
     /// Parses its webhooks.
@@ -270,8 +310,12 @@ pub struct FetchSpec {
     /// Headers sent on every API call besides the bearer token (Suunto's APIM
     /// subscription key); lower-case names.
     pub headers: Vec<(&'static str, Secret)>,
-    /// Token refresh.
-    pub oauth: OAuth,
+    /// Token refresh; `None` for a vendor that issues no refresh token (Polar): a 401
+    /// then means the user must authorise again.
+    pub oauth: Option<OAuth>,
+    /// A call `link-account` makes with the user's token before storing the account
+    /// (Polar's mandatory user registration), given our user id.
+    pub on_link: Option<fn(&str) -> LinkStep>,
     /// Requests per period for the whole application.
     pub vendor_quota: Quota,
     /// Requests per period for one linked account.

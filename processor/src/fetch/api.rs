@@ -115,7 +115,9 @@ pub async fn get(
             Err(e) => GetResult::Unavailable(e),
         },
         401 => GetResult::Unauthorized,
-        404 => GetResult::NotFound,
+        // 204: the resource exists as a route but holds nothing (Polar's activity of a
+        // day without data), the same as a document that is not there.
+        204 | 404 => GetResult::NotFound,
         429 => GetResult::RateLimited(
             response
                 .headers()
@@ -126,6 +128,29 @@ pub async fn get(
         s if s >= 500 => GetResult::Unavailable(format!("HTTP {s}")),
         s => GetResult::Rejected(s),
     }
+}
+
+/// `POST url` with a bearer token and a JSON body (a vendor's link step): the status and
+/// the JSON body when there is one. `Err` when the vendor could not be reached.
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &Value,
+    timeout: Duration,
+) -> Result<(u16, Option<Value>), String> {
+    let response = http
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json")
+        .json(body)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let bytes = capped_body(response, MAX_DOCUMENT_BYTES).await?;
+    Ok((status, serde_json::from_slice(&bytes).ok()))
 }
 
 /// A vendor's OAuth2 client.

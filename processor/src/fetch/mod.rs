@@ -39,8 +39,8 @@ const MAX_TOKEN_LIFETIME_SECS: u64 = 365 * 24 * 3600;
 pub struct Endpoints {
     /// REST base URL, without a trailing slash (`https://api.ouraring.com`).
     pub api_base: String,
-    /// OAuth2 client for refreshes.
-    pub oauth: OAuthClient,
+    /// OAuth2 client for refreshes; `None` when the vendor issues no refresh token.
+    pub oauth: Option<OAuthClient>,
     /// Name of the client-id variable, for error messages.
     pub client_id_var: &'static str,
     /// Name of the client-secret variable, for error messages.
@@ -51,21 +51,18 @@ pub struct Endpoints {
 
 impl Endpoints {
     fn from_spec(spec: &FetchSpec) -> Self {
+        let oauth = spec.oauth.as_ref();
         Endpoints {
             api_base: spec.api_base.clone(),
-            oauth: OAuthClient {
-                token_url: spec.oauth.token_url.clone(),
-                client_id: spec.oauth.client_id.clone(),
-                client_secret: spec
-                    .oauth
-                    .client_secret
-                    .as_ref()
-                    .map(|s| s.expose().to_owned()),
-                refresh_scope: spec.oauth.refresh_scope,
-                client_auth: spec.oauth.client_auth,
-            },
-            client_id_var: spec.oauth.client_id_var,
-            client_secret_var: spec.oauth.client_secret_var,
+            oauth: oauth.map(|o| OAuthClient {
+                token_url: o.token_url.clone(),
+                client_id: o.client_id.clone(),
+                client_secret: o.client_secret.as_ref().map(|s| s.expose().to_owned()),
+                refresh_scope: o.refresh_scope,
+                client_auth: o.client_auth,
+            }),
+            client_id_var: oauth.map_or("", |o| o.client_id_var),
+            client_secret_var: oauth.map_or("", |o| o.client_secret_var),
             headers: spec
                 .headers
                 .iter()
@@ -629,8 +626,21 @@ impl Refresher {
                 format!("{vendor} has no token endpoint configured"),
             ));
         };
-        let answer = ep
-            .oauth
+        let Some(oauth) = &ep.oauth else {
+            // Nothing to refresh with: the token the user granted is the only one.
+            self.metrics.token_refresh(vendor.as_str(), "revoked");
+            tracing::warn!(message = "Access token refused and the vendor issues no refresh token; account needs re-authorisation.", %vendor);
+            self.accounts
+                .mark_reauth(&current)
+                .await
+                .map_err(Stop::Db)?;
+            return Err(Stop::Park(
+                ParkReason::ReauthRequired,
+                None,
+                format!("{vendor} issues no refresh token; link the account again"),
+            ));
+        };
+        let answer = oauth
             .refresh(
                 &self.http,
                 &current.refresh_token,

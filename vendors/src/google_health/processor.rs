@@ -56,7 +56,7 @@ impl ProcessorArgs {
                 .to_owned(),
             api_base_var: "GOOGLE_HEALTH_API_BASE_URL",
             headers: Vec::new(),
-            oauth: OAuth {
+            oauth: Some(OAuth {
                 token_url: self.google_health_token_url.clone(),
                 client_id: self.google_health_client_id.clone(),
                 client_secret: self
@@ -69,7 +69,8 @@ impl ProcessorArgs {
                 refresh_scope: None,
                 // Google documents the secret in the body for web-server apps.
                 client_auth: ClientAuth::Post,
-            },
+            }),
+            on_link: None,
             vendor_quota: self.google_health_rate_limit,
             account_quota: self.google_health_account_rate_limit,
         })

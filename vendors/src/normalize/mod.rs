@@ -245,6 +245,39 @@ pub(crate) fn interval(
     Ok((start.with_timezone(&Utc), end.with_timezone(&Utc)))
 }
 
+/// An ISO 8601 duration (`PT2H44M`, `PT4.5S`, `P1DT2H`, `P2W`) in seconds. Years and
+/// months have no fixed length and are refused, as is anything after the duration.
+pub(crate) fn iso8601_seconds(field: &'static str, s: &str) -> Result<f64, NormalizeError> {
+    let bad = || NormalizeError::InvalidTimestamp {
+        field,
+        value: clip(s),
+    };
+    let (rest, d) = iso8601::parsers::parse_duration(s.trim().as_bytes()).map_err(|_| bad())?;
+    if !rest.is_empty() {
+        return Err(bad());
+    }
+    let seconds = match d {
+        iso8601::Duration::YMDHMS {
+            year: 0,
+            month: 0,
+            day,
+            hour,
+            minute,
+            second,
+            millisecond,
+        } => {
+            let whole = u64::from(day) * 86_400
+                + u64::from(hour) * 3600
+                + u64::from(minute) * 60
+                + u64::from(second);
+            whole as f64 + f64::from(millisecond) / 1000.0
+        }
+        iso8601::Duration::YMDHMS { .. } => return Err(bad()),
+        iso8601::Duration::Weeks(w) => f64::from(w) * 7.0 * 86_400.0,
+    };
+    Ok(seconds)
+}
+
 /// Whole seconds (with sub-second fraction) between two instants.
 pub(crate) fn seconds_between(start: DateTime<Utc>, end: DateTime<Utc>) -> f64 {
     let d = end - start;
@@ -419,18 +452,20 @@ mod fixture_tests {
 
     use super::*;
     use crate::oura::normalize as oura;
+    use crate::polar::normalize as polar;
     use crate::whoop::normalize as whoop;
 
     /// Absolute tolerance on values: hand-computed expectations are written with enough
     /// digits that only float rounding separates them from the code's result.
     const TOLERANCE: f64 = 1e-9;
-    const VENDOR_DIRS: [&str; 6] = [
+    const VENDOR_DIRS: [&str; 7] = [
         "terra",
         "healthkit",
         "oura",
         "whoop",
         "google_health",
         "suunto",
+        "polar",
     ];
 
     #[derive(Debug, Default, Deserialize)]
@@ -668,6 +703,23 @@ mod fixture_tests {
                     Err(stop) => Err(format!("job stopped: {stop:?} after {:?}", api.paths)),
                 };
             }
+            "polar" => {
+                let doc = doc()?;
+                let kind = match args.kind.as_deref() {
+                    Some("night") => {
+                        let recharge = doc.get("nightly_recharge");
+                        let night = polar::normalize_night(&user(), &doc["sleep"], recharge);
+                        return Ok(night.map_err(|e| (e.reason(), e.to_string())));
+                    }
+                    Some("exercise") => polar::PolarDocKind::Exercise,
+                    Some("sleep") => polar::PolarDocKind::Sleep,
+                    Some("continuous_heart_rate") => polar::PolarDocKind::ContinuousHeartRate,
+                    Some("activity") => polar::PolarDocKind::Activity,
+                    Some("physical_info") => polar::PolarDocKind::PhysicalInfo,
+                    other => return Err(format!("polar case needs args.kind, got {other:?}")),
+                };
+                polar::normalize_document(&user(), kind, &doc)
+            }
             other => return Err(format!("no runner for fixture directory {other:?}")),
         };
         Ok(found.map_err(|e| (e.reason(), e.to_string())))
@@ -854,5 +906,10 @@ mod fixture_tests {
     #[test]
     fn suunto_fixtures() {
         run_vendor("suunto");
+    }
+
+    #[test]
+    fn polar_fixtures() {
+        run_vendor("polar");
     }
 }

@@ -60,7 +60,7 @@ impl ProcessorArgs {
             api_base: self.oura_api_base_url.trim_end_matches('/').to_owned(),
             headers: Vec::new(),
             api_base_var: "OURA_API_BASE_URL",
-            oauth: OAuth {
+            oauth: Some(OAuth {
                 token_url: self.oura_token_url.clone(),
                 client_id: self.oura_client_id.clone(),
                 client_secret: self
@@ -73,7 +73,8 @@ impl ProcessorArgs {
                 token_url_var: "OURA_TOKEN_URL",
                 refresh_scope: None,
                 client_auth: ClientAuth::Post,
-            },
+            }),
+            on_link: None,
             vendor_quota: self.oura_rate_limit,
             account_quota: self.oura_account_rate_limit,
         })

@@ -1,5 +1,6 @@
-//! Polar AccessLink: signed notifications and an unsigned registration `PING`
-//! (vendors.md §5, §8.4).
+//! Polar AccessLink v3: signed notifications and an unsigned registration `PING`
+//! (vendors.md §5, §8.4); the entities they name fetched with the linked account's
+//! long-lived token, after the user registration `link-account` makes.
 
 #[cfg(feature = "edge")]
 mod edge;
@@ -10,7 +11,14 @@ pub mod verify;
 pub use edge::EdgeArgs;
 
 #[cfg(feature = "processor")]
-pub use crate::normalize::notification_only as normalize;
-/// No processor settings: nothing is fetched.
+pub mod fetch;
 #[cfg(feature = "processor")]
-pub type ProcessorArgs = crate::NoSettings;
+pub mod normalize;
+#[cfg(feature = "processor")]
+mod processor;
+
+/// Notifications carry no data: the envelope goes to the fetch job instead.
+#[cfg(feature = "processor")]
+pub use crate::normalize::notification_only as normalize;
+#[cfg(feature = "processor")]
+pub use processor::ProcessorArgs;

@@ -61,7 +61,7 @@ impl ProcessorArgs {
                 .iter()
                 .map(|key| ("ocp-apim-subscription-key", key.clone()))
                 .collect(),
-            oauth: OAuth {
+            oauth: Some(OAuth {
                 token_url: self.suunto_token_url.clone(),
                 client_id: self.suunto_client_id.clone(),
                 client_secret: self.suunto_client_secret.clone(),
@@ -70,7 +70,8 @@ impl ProcessorArgs {
                 token_url_var: "SUUNTO_TOKEN_URL",
                 refresh_scope: None,
                 client_auth: ClientAuth::Basic,
-            },
+            }),
+            on_link: None,
             vendor_quota: self.suunto_rate_limit,
             account_quota: self.suunto_account_rate_limit,
         })

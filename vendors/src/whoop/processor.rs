@@ -59,7 +59,7 @@ impl ProcessorArgs {
             api_base: self.whoop_api_base_url.trim_end_matches('/').to_owned(),
             headers: Vec::new(),
             api_base_var: "WHOOP_API_BASE_URL",
-            oauth: OAuth {
+            oauth: Some(OAuth {
                 token_url: self.whoop_token_url.clone(),
                 client_id: self.whoop_client_id.clone(),
                 client_secret: self
@@ -73,7 +73,8 @@ impl ProcessorArgs {
                 // WHOOP only issues a new refresh token when the refresh asks for it.
                 refresh_scope: Some("offline"),
                 client_auth: ClientAuth::Post,
-            },
+            }),
+            on_link: None,
             vendor_quota: self.whoop_rate_limit,
             account_quota: self.whoop_account_rate_limit,
         })
