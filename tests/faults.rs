@@ -501,6 +501,10 @@ async fn rebalance_under_load() {
         rows,
         missing,
         extra: (rows - expected).max(0),
+        unacknowledged: table
+            .keys()
+            .filter(|u| !sent.newest.contains_key(*u))
+            .count(),
         topic_duplicates: copies.values().map(|n| n - 1).sum(),
         topic_missing: topic_stale,
         dead_letters: drain(&consumer(&topics.dlq), Duration::from_secs(3))
