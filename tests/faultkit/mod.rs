@@ -256,11 +256,12 @@ pub struct Tally {
     pub rows: i64,
     /// Accepted users with fewer rows than expected.
     pub missing: usize,
-    /// Rows beyond one set per accepted user.
+    /// Rows beyond one set per user (accepted or landed without a 202).
     pub extra: i64,
-    /// Users never answered 202 whose rows landed anyway (the edge answered 503 or the
-    /// request failed, yet Kafka had the record): not a loss, but a 503 that was not
-    /// "not taken".
+    /// Users never answered 202 whose rows landed anyway: the edge answered 503 when
+    /// Kafka's acknowledgement did not come in time, and the broker had the record
+    /// after all. Reported, not a failure: a 503 means "not acknowledged, retry", and a
+    /// retry of the same bytes changes nothing (README, delivery guarantees).
     pub unacknowledged: usize,
     /// Readings-topic records beyond one per (user, metric).
     pub topic_duplicates: usize,
@@ -328,11 +329,9 @@ pub async fn settle(
         .iter()
         .filter(|u| by_user.get(**u).copied().unwrap_or(0) < DAILY_READINGS)
         .count();
-    let extra = by_user
-        .iter()
-        .filter(|(u, _)| accepted.contains(u))
-        .map(|(_, n)| (n - DAILY_READINGS).max(0))
-        .sum();
+    // Over every user, answered 202 or not: a record that landed without its 202 must
+    // still be exactly one set.
+    let extra = by_user.values().map(|n| (n - DAILY_READINGS).max(0)).sum();
     let unacknowledged = by_user.keys().filter(|u| !accepted.contains(u)).count();
     let mut tally = Tally {
         sent: sent.sent.len(),
@@ -559,11 +558,9 @@ pub fn assert_exact(drill: &str, tally: &Tally) {
     assert!(tally.accepted > 0, "{drill}: nothing accepted");
     assert_eq!(tally.missing, 0, "{drill}: rows missing: {tally}");
     assert_eq!(tally.extra, 0, "{drill}: extra rows: {tally}");
-    // The README says a 503 means Kafka did not take the record.
-    assert_eq!(
-        tally.unacknowledged, 0,
-        "{drill}: rows of webhooks that got no 202: {tally}"
-    );
+    // Rows of webhooks that got no 202 (`unacknowledged`) are allowed: a produce that
+    // timed out may still have been appended (README). They are counted in `extra`
+    // if they are more than one set.
     assert_eq!(
         tally.topic_missing, 0,
         "{drill}: readings missing on the topic: {tally}"
