@@ -3,7 +3,9 @@
 //!   raw topic/partition/offset, value hash) while the good records of the same stream
 //!   become rows, with no retry loop and no restart;
 //! - a missing topic stops the start with the topic's name when creation is off, and
-//!   with creation on the processor creates raw, readings and DLQ with their settings.
+//!   with creation on the processor creates raw, readings and DLQ with their settings;
+//! - a DLQ the broker refuses writes to stops the start with its name, and the write
+//!   probe that finds it leaves the topics empty.
 
 mod faultkit;
 
@@ -120,7 +122,24 @@ fn processor_once(env: &[(&str, String)]) -> (Option<i32>, String) {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("processor runs");
+    // Bounded: a processor that wrongly starts is stopped and its log returned, so the
+    // test fails on its assertions instead of hanging.
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("processor runs");
+    let pid = child.id();
+    let (done, waited) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if waited.recv_timeout(Duration::from_secs(90)).is_err() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+    });
+    let out = child.wait_with_output().expect("processor output");
+    let _ = done.send(());
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -199,5 +218,61 @@ async fn start_creates_missing_topics_with_their_settings() {
     assert_eq!(max(0), processor::topics::RAW_MAX_MESSAGE_BYTES);
     assert_eq!(max(1), processor::topics::DLQ_MAX_MESSAGE_BYTES);
     assert!(max(1) > max(0), "any raw record fits the DLQ");
+    assert_eq!(p.proc.terminate(Duration::from_secs(30)), Some(0));
+}
+
+#[tokio::test]
+async fn unwritable_dlq_stops_the_start_with_its_name() {
+    // A real refusal the shared stack can give without an authorizer: the broker
+    // refuses client writes to an internal topic, which exists and describes fine,
+    // as it refuses a topic an ACL denies. (min.insync.replicas above the replica count
+    // does not do: Kafka 4 caps it at the replication factor.)
+    let raw = unique("raw");
+    create_topic(&raw, 1).await;
+    create_topic(&format!("{raw}.readings"), 1).await;
+    let dlq = "__consumer_offsets";
+    let env = [
+        ("RAW_TOPIC", raw.clone()),
+        ("READINGS_TOPIC", format!("{raw}.readings")),
+        ("DLQ_TOPIC", dlq.into()),
+        ("KAFKA_CREATE_TOPICS", "false".into()),
+    ];
+    let started = Instant::now();
+    let (code, stderr) = tokio::task::spawn_blocking(move || processor_once(&env))
+        .await
+        .unwrap();
+    assert_ne!(code, Some(0), "must not start: {stderr}");
+    assert!(code.is_some(), "exited by itself");
+    assert!(
+        stderr.contains(&format!("topic {dlq} cannot be used"))
+            && stderr.contains("refuses client writes"),
+        "the error names the DLQ topic and why: {stderr}"
+    );
+    assert!(
+        !stderr.contains(&format!("topic {raw}.readings cannot be used")),
+        "the writable readings topic passed: {stderr}"
+    );
+    assert!(
+        !stderr.contains("Processor started"),
+        "found before consuming: {stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "found at start, not after a batch's retries"
+    );
+}
+
+#[tokio::test]
+async fn start_write_probe_leaves_the_topics_empty() {
+    let topics = PipelineTopics::create(2).await;
+    let mut p = ProcessorProc::start(&topics, &[]).await;
+    wait_http_ok(&format!("{}/ready", p.url), Duration::from_secs(60)).await;
+    let c = consumer(&topics.readings);
+    for t in [&topics.readings, &topics.dlq] {
+        let (low, high) = c
+            .fetch_watermarks(t, 0, Duration::from_secs(10))
+            .expect("watermarks");
+        assert_eq!((low, high), (0, 0), "{t}: the probe appended nothing");
+    }
     assert_eq!(p.proc.terminate(Duration::from_secs(30)), Some(0));
 }

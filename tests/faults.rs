@@ -11,6 +11,7 @@
 
 mod faultkit;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -270,6 +271,114 @@ async fn redis_stopped_mid_load() {
     drop(processor);
 }
 
+/// Users of the rebalance drill: each gets a new version of the same document about
+/// every second, so every user has versions on both sides of each hand-over.
+const REBALANCE_USERS: u32 = 40;
+
+/// What a versioned load sent: per user, the newest version the edge answered 202 for.
+#[derive(Debug, Default)]
+struct Versions {
+    sent: usize,
+    accepted: usize,
+    newest: HashMap<String, u32>,
+}
+
+/// Webhook `i` is version `i / users` of user `<prefix>-<i % users>`'s Terra daily
+/// document (same day, same provider), with `steps = 1000 + version` and
+/// `x-terra-ordering-timestamp = base_ms + version`: a later version is newer.
+async fn versioned_load(
+    prefix: String,
+    users: u32,
+    duration: Duration,
+    edge_url: String,
+    base_ms: i64,
+    progress: Arc<Mutex<Versions>>,
+) {
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(RATE)));
+    let mut tasks = Vec::new();
+    let mut i = 0u32;
+    while started.elapsed() < duration {
+        tick.tick().await;
+        let (user, version) = (format!("{prefix}-{}", i % users), i / users);
+        i += 1;
+        let (http, url, progress) = (http.clone(), edge_url.clone(), progress.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = faultkit::terra_daily(&user, "2025-05-01", 1000 + version);
+            let status = http
+                .post(format!("{url}/webhooks/terra"))
+                .header("content-type", "application/json")
+                .header(
+                    "terra-signature",
+                    sign::terra(secrets::TERRA, now_secs(), &body),
+                )
+                .header(
+                    "x-terra-ordering-timestamp",
+                    (base_ms + i64::from(version)).to_string(),
+                )
+                .body(body)
+                .timeout(Duration::from_secs(20))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
+            let mut p = progress.lock().unwrap();
+            p.sent += 1;
+            if status == 202 {
+                p.accepted += 1;
+                let v = p.newest.entry(user).or_insert(version);
+                *v = (*v).max(version);
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// One user's rows: (rows, distinct orderings, step_count value, ordering).
+type UserVersion = (i64, i64, Option<f64>, Option<i64>);
+/// A [`UserVersion`] with its user id, as the query returns it.
+type VersionRow = (String, i64, i64, Option<f64>, Option<i64>);
+
+/// Per user: its [`UserVersion`] in `readings`.
+async fn versions_in_table(pool: &sqlx::PgPool, prefix: &str) -> HashMap<String, UserVersion> {
+    let got: Vec<VersionRow> = sqlx::query_as(
+        "select user_id, count(*), count(distinct ordering), \
+                max(value) filter (where metric = 'step_count'), max(ordering) \
+         from readings where user_id like $1 || '-%' group by user_id",
+    )
+    .bind(prefix)
+    .fetch_all(pool)
+    .await
+    .expect("read versions");
+    got.into_iter()
+        .map(|(u, n, d, steps, o)| (u, (n, d, steps, o)))
+        .collect()
+}
+
+/// Users whose table rows are not exactly the newest accepted version's set.
+fn not_newest(
+    table: &HashMap<String, UserVersion>,
+    newest: &HashMap<String, u32>,
+    base_ms: i64,
+) -> Vec<String> {
+    newest
+        .iter()
+        .filter(|(u, v)| {
+            let want = (
+                faultkit::DAILY_READINGS,
+                1,
+                Some(f64::from(1000 + **v)),
+                Some(base_ms + i64::from(**v)),
+            );
+            table.get(*u) != Some(&want)
+        })
+        .map(|(u, _)| u.clone())
+        .collect()
+}
+
 #[tokio::test]
 #[ignore = "long rebalance drill: run by `make faults`"]
 async fn rebalance_under_load() {
@@ -277,8 +386,18 @@ async fn rebalance_under_load() {
     let edge = Edge::start(&topics.raw, &[]).await;
     let pool = sqlx::PgPool::connect(&database_url()).await.unwrap();
     let prefix = unique("drill-rebalance");
+    // Orderings below now: the edge refuses one later than the signature's time.
+    let base_ms = now_secs() * 1000 - 3_600_000;
     let mut a = ProcessorProc::start(&topics, &small_batches()).await;
-    let load = Load::start(&prefix, 75, edge.url.clone());
+    let progress = Arc::new(Mutex::new(Versions::default()));
+    let load = tokio::spawn(versioned_load(
+        prefix.clone(),
+        REBALANCE_USERS,
+        Duration::from_secs(75),
+        edge.url.clone(),
+        base_ms,
+        progress.clone(),
+    ));
     tokio::time::sleep(Duration::from_secs(20)).await;
     let b = ProcessorProc::start(&topics, &small_batches()).await;
     tokio::time::sleep(Duration::from_secs(20)).await;
@@ -289,8 +408,125 @@ async fn rebalance_under_load() {
     );
     tokio::time::sleep(Duration::from_secs(20)).await;
     a = ProcessorProc::start(&topics, &small_batches()).await;
-    let recovery = load.recovery(&pool, &prefix);
-    finish("rebalance", &prefix, load, Some(recovery), &topics, &pool).await;
+    // Time to recover: from A's return until every version accepted by then is in.
+    let due = progress.lock().unwrap().newest.clone();
+    let recovery = tokio::spawn({
+        let (pool, prefix) = (pool.clone(), prefix.clone());
+        async move {
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(300) {
+                let table = versions_in_table(&pool, &prefix).await;
+                if due.iter().all(|(u, v)| {
+                    table
+                        .get(u)
+                        .and_then(|t| t.3)
+                        .is_some_and(|o| o >= base_ms + i64::from(*v))
+                }) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            started.elapsed()
+        }
+    });
+    load.await.unwrap();
+    let sent = std::mem::take(&mut *progress.lock().unwrap());
+
+    // Settle: every user's rows are its newest accepted version's (or the bound passes).
+    let started = Instant::now();
+    let mut table;
+    loop {
+        table = versions_in_table(&pool, &prefix).await;
+        if not_newest(&table, &sent.newest, base_ms).is_empty()
+            || started.elapsed() > Duration::from_secs(300)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let settled = started.elapsed();
+    let stale = not_newest(&table, &sent.newest, base_ms);
+    let rows: i64 = table.values().map(|t| t.0).sum();
+    let missing = sent
+        .newest
+        .keys()
+        .filter(|u| table.get(*u).map_or(0, |t| t.0) < faultkit::DAILY_READINGS)
+        .count();
+    let expected = sent.newest.len() as i64 * faultkit::DAILY_READINGS;
+
+    // The changelog: every (user, metric) key's last record is the newest version, as a
+    // compacted reader sees it; records repeating a (key, version) are duplicates.
+    let registry = bridge_core::SchemaRegistry::new(&registry_url()).expect("registry");
+    let c = consumer(&topics.readings);
+    let mut last: HashMap<(String, String), Option<i64>> = HashMap::new();
+    let mut copies: HashMap<(String, String, Option<i64>), usize> = HashMap::new();
+    for m in drain(&c, Duration::from_secs(5)).await {
+        let Ok(apache_avro::types::Value::Record(fields)) = registry.decode(payload(&m)).await
+        else {
+            continue;
+        };
+        let get = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        use apache_avro::types::Value as V;
+        let text = |v: Option<V>| match v {
+            Some(V::String(s)) => Some(s),
+            _ => None,
+        };
+        let ordering = match get("ordering") {
+            Some(V::Union(_, b)) => match *b {
+                V::Long(o) => Some(o),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let (Some(u), Some(metric)) = (text(get("user_id")), text(get("metric")))
+            && u.starts_with(&prefix)
+        {
+            last.insert((u.clone(), metric.clone()), ordering);
+            *copies.entry((u, metric, ordering)).or_default() += 1;
+        }
+    }
+    let topic_stale = sent
+        .newest
+        .iter()
+        .map(|(u, v)| {
+            let want = Some(base_ms + i64::from(*v));
+            let keys: Vec<_> = last.iter().filter(|((lu, _), _)| lu == u).collect();
+            keys.iter().filter(|(_, o)| **o != want).count()
+                + (faultkit::DAILY_READINGS as usize).saturating_sub(keys.len())
+        })
+        .sum::<usize>();
+    let tally = Tally {
+        sent: sent.sent,
+        accepted: sent.accepted,
+        rows,
+        missing,
+        extra: (rows - expected).max(0),
+        unacknowledged: table
+            .keys()
+            .filter(|u| !sent.newest.contains_key(*u))
+            .count(),
+        topic_duplicates: copies.values().map(|n| n - 1).sum(),
+        topic_missing: topic_stale,
+        dead_letters: drain(&consumer(&topics.dlq), Duration::from_secs(3))
+            .await
+            .len(),
+    };
+    faultkit::report("rebalance", &tally, recovery.await.ok(), settled);
+    println!(
+        "DRILL rebalance: users={} versions_per_user~{} not_newest={} topic_not_newest={topic_stale}",
+        sent.newest.len(),
+        sent.newest.values().max().map_or(0, |v| v + 1),
+        stale.len()
+    );
+    faultkit::assert_exact("rebalance", &tally);
+    assert_eq!(
+        tally.accepted, tally.sent,
+        "no fault at the edge: every webhook 202"
+    );
+    assert!(
+        stale.is_empty(),
+        "newer-wins regression: rows not at the newest accepted version for {stale:?}"
+    );
     // Committed offsets reach the log end once everything settled.
     let c = {
         use rdkafka::consumer::Consumer;
@@ -336,7 +572,7 @@ async fn oura_stand_in(delay: Duration) -> String {
     use warp::Filter;
     let doc = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../processor/tests/fixtures/oura/daily_sleep.json"
+        "/../vendors/tests/fixtures/oura/daily_sleep.json"
     ))
     .expect("fixture");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

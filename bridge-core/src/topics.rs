@@ -12,10 +12,16 @@ use rdkafka::admin::{
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 
 /// Bound on each admin call: start-up fails with a message instead of hanging.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Topics whose `max.message.bytes` is above this are not write-probed: the probe
+/// record is one byte larger than the limit, and a request this size is the most a
+/// start-up check should push through the broker's `socket.request.max.bytes`.
+pub const PROBE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 
 /// Replication a production topic needs so a `202` survives the loss of a broker.
 pub const WANT_REPLICATION: i32 = 3;
@@ -249,4 +255,93 @@ pub fn warn_durability(topics: &[TopicInfo]) -> usize {
         }
     }
     weak
+}
+
+/// Checks that the broker accepts writes to partition 0 of `topic` from this client,
+/// without adding a record: the probe record is one byte larger than the topic's
+/// `max.message.bytes`, so a broker that authorized the write, found the partition and
+/// had enough in-sync replicas (`acks=all`) then refuses it as too large before the
+/// append. Any other answer (ACL refusal, unknown topic, `NotEnoughReplicas`, timeout)
+/// is an error naming the topic.
+///
+/// Limits: one partition is probed (ACLs are per topic; in-sync replicas are per
+/// partition); a topic whose `max.message.bytes` could not be described, or is above
+/// [`PROBE_LIMIT_BYTES`], is skipped with a WARN; the probe uses a plain producer, so
+/// a cluster that grants plain writes but refuses idempotent ones is not caught here.
+pub async fn probe_write(bootstrap: &str, topic: &TopicInfo) -> Result<(), TopicError> {
+    let name = topic.name.as_str();
+    let max = match topic.max_message_bytes {
+        Some(m) if (1..=PROBE_LIMIT_BYTES).contains(&m) => m,
+        other => {
+            tracing::warn!(message = "Topic not write-probed at start: its max.message.bytes is unknown or too large to send past; a refused write shows on first use.", topic = name, max_message_bytes = ?other);
+            return Ok(());
+        }
+    };
+    let size = usize::try_from(max).unwrap_or(0) + 1;
+    let kafka = |source| TopicError::Kafka {
+        topic: name.to_string(),
+        source,
+    };
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "false")
+        // The broker compares the batch as sent: uncompressed, it is over the limit.
+        .set("compression.type", "none")
+        // Lets the record leave the client; only the broker's limit may refuse it.
+        .set("message.max.bytes", (size + 64 * 1024).to_string())
+        .set("allow.auto.create.topics", "false")
+        // A leader election at start is retried; the broker's last answer is reported.
+        .set("retries", "2")
+        .set("retry.backoff.ms", "500")
+        .set("message.timeout.ms", ADMIN_TIMEOUT.as_millis().to_string())
+        .create()
+        .map_err(kafka)?;
+    let payload = vec![0u8; size];
+    let record = FutureRecord::to(name)
+        .partition(0)
+        .key("bridge-write-probe")
+        .payload(&payload);
+    let delivery = producer
+        .send_result(record)
+        .map_err(|(source, _)| kafka(source))?
+        .await
+        .map_err(|_| TopicError::Refused {
+            topic: name.to_string(),
+            reason: "write probe cancelled".to_string(),
+        })?;
+    let refused = |reason: String| TopicError::Refused {
+        topic: name.to_string(),
+        reason,
+    };
+    match delivery {
+        // The broker got as far as the size check: authorized, partition led, ISR met.
+        Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => Ok(()),
+        Ok(_) => {
+            tracing::warn!(
+                message = "Write probe was appended: the topic accepts larger records than it described. It is a keyed record of zero bytes; consumers of this topic may see it once.",
+                topic = name,
+                key = "bridge-write-probe"
+            );
+            Ok(())
+        }
+        Err((KafkaError::MessageProduction(code), _)) => Err(match code {
+            RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => {
+                TopicError::Missing(name.to_string())
+            }
+            RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed => {
+                refused(format!("writes refused by the cluster's ACLs ({code})"))
+            }
+            RDKafkaErrorCode::NotEnoughReplicas
+            | RDKafkaErrorCode::NotEnoughReplicasAfterAppend => refused(format!(
+                "writes with acks=all refused: fewer in-sync replicas than its min.insync.replicas ({code})"
+            )),
+            RDKafkaErrorCode::InvalidTopic => refused(format!(
+                "the broker refuses client writes to it, as to an internal topic ({code})"
+            )),
+            other => refused(format!("write probe refused: {other}")),
+        }),
+        Err((source, _)) => Err(kafka(source)),
+    }
 }

@@ -2,6 +2,8 @@
 
 pub mod app;
 pub mod config;
+pub mod durability;
+pub mod error;
 pub mod generic_sources;
 pub mod metrics;
 pub mod producer;
@@ -9,4 +11,3 @@ pub mod ready;
 pub mod routes;
 pub mod serve;
 pub mod trace_context;
-pub mod verify;

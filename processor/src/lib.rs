@@ -2,10 +2,10 @@
 
 pub mod config;
 pub mod dedup;
+pub mod error;
 pub mod fetch;
 pub mod health;
 pub mod metrics;
-pub mod model;
 pub mod normalize;
 pub mod pipeline;
 pub mod publish;
@@ -13,3 +13,5 @@ pub mod replay;
 pub mod service;
 pub mod sink;
 pub mod topics;
+
+pub use bridge_core::model;

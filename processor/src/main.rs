@@ -102,15 +102,46 @@ async fn link_account(config: &Config, args: LinkAccount) -> anyhow::Result<()> 
             "TOKEN_ENCRYPTION_KEY must be set to link an account (tokens are stored encrypted)"
         );
     }
+    let vendor = args.vendor;
+    let fetched = config.fetch.vendors.fetched();
+    let Some((_, spec)) = fetched.iter().find(|(fetched, _)| *fetched == vendor) else {
+        anyhow::bail!("{vendor} webhooks carry their data; there is no account to link");
+    };
+    let refresh_token = match (&spec.oauth, &args.refresh_token) {
+        (Some(_), Some(t)) => t.expose().to_owned(),
+        (Some(_), None) => anyhow::bail!(
+            "{vendor} issues refresh tokens: give --refresh-token (or LINK_REFRESH_TOKEN)"
+        ),
+        (None, Some(_)) => {
+            anyhow::bail!("{vendor} issues no refresh token; link with the access token only")
+        }
+        // Stored encrypted like any token; never sent anywhere.
+        (None, None) => String::new(),
+    };
+    if let Some(step) = spec.on_link {
+        let step = step(&args.user_id);
+        let url = format!("{}{}", spec.api_base, step.path);
+        let http = reqwest::Client::new();
+        let (status, body) = processor::fetch::api::post_json(
+            &http,
+            &url,
+            args.access_token.expose(),
+            &step.body,
+            config.fetch.fetch_timeout,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{vendor} link step {} failed: {e}", step.path))?;
+        (step.check)(status, body.as_ref(), &args.vendor_user_id)
+            .map_err(|e| anyhow::anyhow!("{vendor} refused the link: {e}"))?;
+    }
     let store = accounts(config).await?;
-    let vendor = args.vendor.into();
     let woken = store
         .link(&NewAccount {
             vendor,
             vendor_user_id: args.vendor_user_id.clone(),
             user_id: args.user_id.clone(),
             access_token: args.access_token.expose().to_owned(),
-            refresh_token: args.refresh_token.expose().to_owned(),
+            refresh_token,
             expires_at: args.expires_at,
             scopes: args.scopes,
         })
@@ -126,7 +157,7 @@ async fn link_account(config: &Config, args: LinkAccount) -> anyhow::Result<()> 
 
 async fn unlink_account(config: &Config, args: UnlinkAccount) -> anyhow::Result<()> {
     let store = accounts(config).await?;
-    let vendor = args.vendor.into();
+    let vendor = args.vendor;
     let existed = store
         .unlink(vendor, &args.vendor_user_id)
         .await

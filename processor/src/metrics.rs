@@ -12,6 +12,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::fetch::parking::ParkReason;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReadingLabels {
     vendor: String,
@@ -100,27 +102,29 @@ fn vendor_label(vendor: &str) -> &'static str {
     }
 }
 
-/// Parked-notification reasons as bounded label values (the set in
-/// `fetch::parking::ParkReason`; anything else read back from the table is `other`).
+/// Every [`ParkReason`]: the bounded label values of the parked-notification families.
+const PARK_REASONS: [ParkReason; 12] = [
+    ParkReason::Unlinked,
+    ParkReason::ReauthRequired,
+    ParkReason::TokenKey,
+    ParkReason::RefreshFailed,
+    ParkReason::RateLimited,
+    ParkReason::VendorUnavailable,
+    ParkReason::PendingScore,
+    ParkReason::Unscorable,
+    ParkReason::NoScoreState,
+    ParkReason::NotFound,
+    ParkReason::Rejected,
+    ParkReason::RejectedByDatabase,
+];
+
+/// Parked-notification reasons as bounded label values, named by
+/// [`ParkReason::as_str`]; anything else read back from the table is `other`.
 fn reason_label(reason: &str) -> &'static str {
-    const KNOWN: [&str; 12] = [
-        "unlinked",
-        "reauth_required",
-        "token_key",
-        "refresh_failed",
-        "rate_limited",
-        "vendor_unavailable",
-        "pending_score",
-        "unscorable",
-        "no_score_state",
-        "not_found",
-        "rejected",
-        "rejected_by_database",
-    ];
-    KNOWN
+    PARK_REASONS
         .iter()
-        .find(|k| **k == reason)
-        .copied()
+        .map(|r| r.as_str())
+        .find(|k| *k == reason)
         .unwrap_or("other")
 }
 
@@ -416,8 +420,12 @@ impl Metrics {
     }
 
     /// A raw record went to the DLQ.
-    pub fn dead_lettered(&self, reason: &'static str) {
-        self.dlq.get_or_create(&ReasonLabels { reason }).inc();
+    pub fn dead_lettered(&self, reason: crate::error::DlqReason) {
+        self.dlq
+            .get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
     }
 
     /// A transient failure in `stage` will be retried.
@@ -517,6 +525,31 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn park_reasons_are_their_own_labels() {
+        let mut seen = std::collections::HashSet::new();
+        for r in PARK_REASONS {
+            // Exhaustive: a new variant does not compile here until it is listed above.
+            match r {
+                ParkReason::Unlinked
+                | ParkReason::ReauthRequired
+                | ParkReason::TokenKey
+                | ParkReason::RefreshFailed
+                | ParkReason::RateLimited
+                | ParkReason::VendorUnavailable
+                | ParkReason::PendingScore
+                | ParkReason::Unscorable
+                | ParkReason::NoScoreState
+                | ParkReason::NotFound
+                | ParkReason::Rejected
+                | ParkReason::RejectedByDatabase => {}
+            }
+            assert!(seen.insert(r), "{r:?} listed twice");
+            assert_eq!(reason_label(r.as_str()), r.as_str());
+        }
+        assert_eq!(reason_label("bogus"), "other");
+    }
 
     fn sample(text: &str, name: &str) -> Option<f64> {
         text.lines()

@@ -1,6 +1,6 @@
 //! Start-up topic checks: the raw, readings and DLQ topics exist (created here with
-//! their intended settings when missing and allowed), can be described by us, and
-//! their durability is logged. A topic that cannot be used stops the start with its
+//! their intended settings when missing and allowed), can be described by us, the
+//! readings and DLQ topics accept our writes, and their durability is logged. A topic that cannot be used stops the start with its
 //! name, instead of a batch retrying a refused publish for minutes.
 
 use bridge_core::topics::{self, TopicError, TopicInfo, TopicSpec};
@@ -48,6 +48,11 @@ pub async fn check(config: &Config) -> Result<Vec<TopicInfo>, TopicError> {
     )
     .await?;
     topics::warn_durability(&infos);
+    // The processor writes the readings and DLQ topics; a refusal found on the first
+    // dead letter would stall a batch, so it is found here.
+    for info in infos.iter().skip(1) {
+        topics::probe_write(&config.kafka_bootstrap_servers, info).await?;
+    }
     if let [raw, _, dlq] = infos.as_slice()
         && let (Some(r), Some(d)) = (raw.max_message_bytes, dlq.max_message_bytes)
         && d < r

@@ -256,8 +256,12 @@ pub struct Tally {
     pub rows: i64,
     /// Accepted users with fewer rows than expected.
     pub missing: usize,
-    /// Rows beyond one set per accepted user (rows of never-accepted users included).
+    /// Rows beyond one set per accepted user.
     pub extra: i64,
+    /// Users never answered 202 whose rows landed anyway (the edge answered 503 or the
+    /// request failed, yet Kafka had the record): not a loss, but a 503 that was not
+    /// "not taken".
+    pub unacknowledged: usize,
     /// Readings-topic records beyond one per (user, metric).
     pub topic_duplicates: usize,
     /// Readings-topic (user, metric) pairs absent for accepted users.
@@ -270,12 +274,13 @@ impl std::fmt::Display for Tally {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "sent={} 202={} rows={} missing={} extra={} topic_missing={} topic_duplicates={} dlq={}",
+            "sent={} 202={} rows={} missing={} extra={} landed_without_202={} topic_missing={} topic_duplicates={} dlq={}",
             self.sent,
             self.accepted,
             self.rows,
             self.missing,
             self.extra,
+            self.unacknowledged,
             self.topic_missing,
             self.topic_duplicates,
             self.dead_letters
@@ -323,13 +328,19 @@ pub async fn settle(
         .iter()
         .filter(|u| by_user.get(**u).copied().unwrap_or(0) < DAILY_READINGS)
         .count();
-    let expected = accepted.len() as i64 * DAILY_READINGS;
+    let extra = by_user
+        .iter()
+        .filter(|(u, _)| accepted.contains(u))
+        .map(|(_, n)| (n - DAILY_READINGS).max(0))
+        .sum();
+    let unacknowledged = by_user.keys().filter(|u| !accepted.contains(u)).count();
     let mut tally = Tally {
         sent: sent.sent.len(),
         accepted: sent.accepted.len(),
         rows,
         missing,
-        extra: (rows - expected).max(0),
+        extra,
+        unacknowledged,
         ..Tally::default()
     };
     // Readings topic: count (user, metric) records.
@@ -548,6 +559,11 @@ pub fn assert_exact(drill: &str, tally: &Tally) {
     assert!(tally.accepted > 0, "{drill}: nothing accepted");
     assert_eq!(tally.missing, 0, "{drill}: rows missing: {tally}");
     assert_eq!(tally.extra, 0, "{drill}: extra rows: {tally}");
+    // The README says a 503 means Kafka did not take the record.
+    assert_eq!(
+        tally.unacknowledged, 0,
+        "{drill}: rows of webhooks that got no 202: {tally}"
+    );
     assert_eq!(
         tally.topic_missing, 0,
         "{drill}: readings missing on the topic: {tally}"

@@ -92,6 +92,14 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", default_value = defaults::DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
 
+    /// Prefix of the database the run creates on DATABASE_URL's server (as
+    /// `<prefix>_<unix seconds>`) and drops at the end: the shared database's linked
+    /// accounts (sealed under someone else's TOKEN_ENCRYPTION_KEY, which stops a
+    /// processor's start) and rows are never in play, and every run starts from an
+    /// empty table. Empty: use DATABASE_URL's own database.
+    #[arg(long, env = "BENCH_DATABASE", default_value = "bridge_bench")]
+    pub database: String,
+
     /// Redis URL (the processor's dedup filter).
     #[arg(long, env = "REDIS_URL", default_value = defaults::REDIS_URL)]
     pub redis_url: String,
@@ -100,6 +108,15 @@ pub struct Config {
 impl Config {
     /// Checks values the run cannot work with, naming the variable.
     pub fn validate(&self) -> anyhow::Result<()> {
+        // Used as an SQL identifier; the suffix adds 11 characters to PostgreSQL's 63.
+        anyhow::ensure!(
+            self.database.len() <= 40
+                && self
+                    .database
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "BENCH_DATABASE: at most 40 characters of a-z, 0-9 and _"
+        );
         anyhow::ensure!(self.messages > 0, "BENCH_MESSAGES: must be at least 1");
         anyhow::ensure!(self.rounds > 0, "BENCH_ROUNDS: must be at least 1");
         anyhow::ensure!(self.users > 0, "BENCH_USERS: must be at least 1");

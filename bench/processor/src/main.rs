@@ -78,8 +78,23 @@ impl Ctx {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cfg = Config::parse();
+    let mut cfg = Config::parse();
     cfg.validate()?;
+    if cfg.database.is_empty() {
+        return run(cfg).await;
+    }
+    let name = format!("{}_{}", cfg.database, chrono::Utc::now().timestamp());
+    let own = stack::OwnDatabase::create(&cfg.database_url, &name).await?;
+    eprintln!("bench: database {} (dropped at the end)", own.name);
+    cfg.database_url = own.url.clone();
+    let result = run(cfg).await;
+    if let Err(e) = own.drop_now().await {
+        eprintln!("bench: could not drop database {name}: {e}");
+    }
+    result
+}
+
+async fn run(cfg: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.out)
         .with_context(|| format!("BENCH_OUT: creating {}", cfg.out.display()))?;
     let bin_dir = match &cfg.bin_dir {

@@ -241,11 +241,17 @@ fn throughput(s: &mut String, cfg: &Config, rounds: &[Round]) {
          publishes every reading to Kafka and checks/marks Redis; the COPY ceiling \
          (`PgSink::copy_readings`, one plain `COPY … FROM STDIN` of the same readings under \
          `copy-` user ids) does none of that. Both write into the same table, from the same \
-         state: rows of the previous step deleted and `VACUUM (ANALYZE)`d (`readings` and `reading_documents`). All rows, Redis \
-         marks and topics are removed at the end.\n",
+         state: rows of the previous step deleted and `VACUUM (ANALYZE)`d (`readings` and \
+         `reading_documents`). All rows, Redis marks and topics are removed at the end.{}\n",
         cfg.partitions,
         int(cfg.messages as f64),
         cfg.users,
+        if cfg.database.is_empty() {
+            " The table is DATABASE_URL's own (BENCH_DATABASE empty)."
+        } else {
+            " The table is in a database created for the run on the same server (migrations \
+             applied, empty at the start) and dropped at the end."
+        },
     );
 }
 

@@ -431,3 +431,47 @@ impl MachineCpu {
         later.busy.saturating_sub(self.busy) as f64 / total as f64
     }
 }
+
+/// A database of the run's own on the PostgreSQL server of DATABASE_URL.
+pub struct OwnDatabase {
+    /// The URL to give the processor and the benchmark's own sink.
+    pub url: String,
+    /// Its name.
+    pub name: String,
+    server_url: String,
+}
+
+impl OwnDatabase {
+    /// Creates the empty database `name` on `server_url`'s server (the processor applies
+    /// the migrations).
+    pub async fn create(server_url: &str, name: &str) -> anyhow::Result<OwnDatabase> {
+        let mut url = reqwest::Url::parse(server_url).context("DATABASE_URL: not a URL")?;
+        url.set_path(&format!("/{name}"));
+        let admin = PgPool::connect(server_url)
+            .await
+            .context("DATABASE_URL: cannot connect to PostgreSQL")?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
+            .execute(&admin)
+            .await
+            .with_context(|| format!("BENCH_DATABASE: creating database {name}"))?;
+        admin.close().await;
+        Ok(OwnDatabase {
+            url: url.to_string(),
+            name: name.to_string(),
+            server_url: server_url.to_string(),
+        })
+    }
+
+    /// Drops it, closing whatever connection is left (a killed service's).
+    pub async fn drop_now(self) -> anyhow::Result<()> {
+        let admin = PgPool::connect(&self.server_url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "drop database if exists {} with (force)",
+            self.name
+        )))
+        .execute(&admin)
+        .await?;
+        admin.close().await;
+        Ok(())
+    }
+}

@@ -2,21 +2,24 @@
 //! publishes what it got, then deletes the row (or parks it again with backoff).
 //!
 //! Claims are leases (see `sql/claim_due.sql`), so several replicas can run this task and
-//! a crash mid-retry only delays a notification. Writes are the same idempotent upserts
-//! as the pipeline's, so a retry that runs twice changes nothing.
+//! a crash mid-retry only delays a notification. Writing goes through the pipeline's own
+//! write stage (publish the changes, then commit; PostgreSQL's refusals classified in one
+//! place), so a retry that runs twice changes nothing and a row PostgreSQL refuses for
+//! its data is closed with that reason instead of coming back forever.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bridge_core::RawEnvelope;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::notification::Vendor;
 use super::parking::{Claimed, Park, ParkReason};
 use super::{Fetch, Outcome};
 use crate::metrics::Metrics;
-use crate::publish::{Changelog, Provenance};
-use crate::sink::Batch;
+use crate::model::Normalized;
+use crate::pipeline::{Deadline, Record, State};
+use crate::publish::Changelog;
 use crate::sink::postgres::PgSink;
 
 /// How long a claimed row stays hidden from other workers: far above one retry's
@@ -26,6 +29,11 @@ const LEASE: Duration = Duration::from_secs(300);
 
 /// Rows claimed per poll.
 const CLAIM_LIMIT: i64 = 64;
+
+/// Longest one retry keeps retrying a PostgreSQL or Kafka outage while writing: well
+/// inside [`LEASE`], so no other worker takes the row over meanwhile. After it the row
+/// stays claimed and the lease brings it back.
+const WRITE_TIME: Duration = Duration::from_secs(60);
 
 /// What the worker writes to.
 pub struct Outputs {
@@ -68,21 +76,24 @@ pub async fn run(
         }
         let concurrency = fetch.concurrency.max(1);
         futures::stream::iter(claimed)
-            .for_each_concurrent(concurrency, |c| retry_one(&fetch, &out, &metrics, c))
+            .for_each_concurrent(concurrency, |c| {
+                retry_one(&fetch, &out, &metrics, c, &shutdown)
+            })
             .await;
     }
     tracing::info!(message = "Parked-notification retry task stopped.");
 }
 
-async fn retry_one(fetch: &Fetch, out: &Outputs, metrics: &Metrics, c: Claimed) {
-    let Some(vendor) = Vendor::from_route(&c.vendor) else {
-        let park = Park {
-            vendor_user_id: String::new(),
-            reason: ParkReason::Rejected,
-            retry_after: None,
-            detail: format!("vendor {:?} is not fetched", c.vendor),
-        };
-        reschedule(fetch, metrics, &c, &park).await;
+async fn retry_one(
+    fetch: &Fetch,
+    out: &Outputs,
+    metrics: &Metrics,
+    c: Claimed,
+    shutdown: &CancellationToken,
+) {
+    let Some(vendor) = fetch.fetcher.vendor_of(&c.vendor) else {
+        let detail = format!("vendor {:?} is not fetched", c.vendor);
+        reschedule(fetch, metrics, &c, &closed(ParkReason::Rejected, detail)).await;
         return;
     };
     let outcome = match fetch.fetcher.handle_patiently(vendor, &c.body).await {
@@ -95,75 +106,90 @@ async fn retry_one(fetch: &Fetch, out: &Outputs, metrics: &Metrics, c: Claimed) 
     };
     match outcome {
         Outcome::Ready { normalized, note } => {
-            let readings = normalized.readings.clone();
-            let tombstones = normalized.tombstones.len() as u64;
-            let mut batch = Batch::default();
-            batch.push(&c.event_id, c.received_at, normalized);
-            // The same path as the pipeline: the changes are published before the commit.
-            let prov = Provenance {
-                event_id: c.event_id.clone(),
-                partition: c.partition,
-                offset: c.offset,
-                traceparent: None,
-            };
-            let publish = |written: &crate::sink::Written| {
-                let changes: Vec<_> = written
-                    .changes
-                    .iter()
-                    .map(|change| (change.clone(), Some(prov.clone())))
-                    .collect();
-                async move {
-                    out.changelog
-                        .publish(&changes)
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-            };
-            match out.sink.write_then(&batch, publish).await {
-                Ok(_) => {}
-                // The same rows will be refused every time: close with the reason
-                // instead of retrying forever.
-                Err(error) if error.is_bad_data() => {
-                    tracing::warn!(message = "PostgreSQL refused a parked notification's readings; closing it.", %error, vendor = %c.vendor);
-                    let park = Park {
-                        vendor_user_id: String::new(),
-                        reason: ParkReason::RejectedByDatabase,
-                        retry_after: None,
-                        detail: error.to_string(),
-                    };
-                    reschedule(fetch, metrics, &c, &park).await;
-                    return;
-                }
-                Err(error) => {
-                    // Rolled back: the lease re-runs the retry.
-                    tracing::warn!(message = "Writing a parked notification's readings failed; will retry.", %error);
-                    return;
-                }
-            }
-            for r in &readings {
-                metrics.readings_written(&r.vendor, r.metric.as_str(), 1);
-            }
-            metrics.tombstones(tombstones);
-            match note {
-                Some(park) => reschedule(fetch, metrics, &c, &park).await,
-                None => {
-                    metrics.parked_retry(vendor.as_str(), "done");
-                    if let Err(error) = fetch.parked.unpark(&c.event_id).await {
-                        tracing::warn!(message = "Parked row not removed; it will be retried (idempotent).", %error);
-                    }
-                }
-            }
+            write_ready(fetch, out, metrics, &c, normalized, note, shutdown).await;
         }
         Outcome::Park(park) => reschedule(fetch, metrics, &c, &park).await,
         Outcome::Reject { reason, detail } => {
-            let park = Park {
-                vendor_user_id: String::new(),
-                reason: ParkReason::Rejected,
-                retry_after: None,
-                detail: format!("{reason}: {detail}"),
-            };
+            let park = closed(ParkReason::Rejected, format!("{reason}: {detail}"));
             reschedule(fetch, metrics, &c, &park).await;
         }
+    }
+}
+
+/// Writes what the retry fetched through the pipeline's write stage, then removes the
+/// row, parks it again (`note`) or closes it with PostgreSQL's refusal.
+async fn write_ready(
+    fetch: &Fetch,
+    out: &Outputs,
+    metrics: &Metrics,
+    c: &Claimed,
+    normalized: Normalized,
+    note: Option<Park>,
+    shutdown: &CancellationToken,
+) {
+    let mut records = [Record::replayed(
+        c.partition,
+        c.offset,
+        envelope(c),
+        normalized,
+        note,
+    )];
+    let deadline = Deadline::for_batch(shutdown, Duration::ZERO, WRITE_TIME);
+    let sink = &out.sink;
+    let changelog = out.changelog.as_ref();
+    let write = crate::pipeline::write(sink, changelog, metrics, &mut records, &deadline);
+    if let Err(error) = write.await {
+        // Rolled back: the lease re-runs the retry.
+        tracing::warn!(message = "Writing a parked notification's readings failed; will retry.", %error);
+        return;
+    }
+    let [record] = records;
+    match record.state {
+        State::Written {
+            note: Some(park), ..
+        } => reschedule(fetch, metrics, c, &park).await,
+        State::Written { note: None, .. } => {
+            metrics.parked_retry(&c.vendor, "done");
+            if let Err(error) = fetch.parked.unpark(&c.event_id).await {
+                tracing::warn!(message = "Parked row not removed; it will be retried (idempotent).", %error);
+            }
+        }
+        // The same rows will be refused every time: close with the reason instead of
+        // retrying forever.
+        State::Refused { reason, detail } => {
+            tracing::warn!(message = "PostgreSQL refused a parked notification's readings; closing it.", %reason, %detail, vendor = %c.vendor);
+            let park = closed(ParkReason::RejectedByDatabase, detail);
+            reschedule(fetch, metrics, c, &park).await;
+        }
+        State::Envelope(_) | State::Repeat | State::Ready { .. } | State::Parked { .. } => {
+            tracing::error!(message = "Write stage left a parked notification undecided; the lease brings it back.", event_id = %c.event_id);
+        }
+    }
+}
+
+/// What the write stage reads of the original delivery: its event id (the readings'
+/// provenance), receipt time and headers (trace context).
+fn envelope(c: &Claimed) -> RawEnvelope {
+    RawEnvelope {
+        event_id: c.event_id.clone(),
+        vendor: c.vendor.clone(),
+        received_at_micros: c.received_at.timestamp_micros(),
+        headers: c.headers.clone(),
+        query: None,
+        principal: None,
+        content_type: None,
+        body: Vec::new(),
+        edge_instance: String::new(),
+    }
+}
+
+/// A decision that closes the row: no user to wait for, nothing to retry.
+fn closed(reason: ParkReason, detail: String) -> Park {
+    Park {
+        vendor_user_id: String::new(),
+        reason,
+        retry_after: None,
+        detail,
     }
 }
 

@@ -4,10 +4,11 @@
 //! transaction; only after it committed may the consumer store the offsets.
 
 pub mod postgres;
+mod range_delete;
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{AccountEvent, Change, Normalized, Reading, Tombstone};
+use crate::model::{AccountEvent, Change, Normalized, RangeDeletion, Reading, Tombstone};
 
 pub use postgres::{MIGRATOR, PgSink, SinkError};
 
@@ -30,6 +31,8 @@ pub struct Batch {
     /// Tombstones with their position: the number of entries of `readings` that precede
     /// the tombstone. A position beyond `readings.len()` means "after all readings".
     pub tombstones: Vec<(usize, Tombstone)>,
+    /// Deletions by time range, positioned like tombstones.
+    pub range_deletions: Vec<(usize, RangeDeletion)>,
     /// Account events: the id stored as `account_events.event_id` (unique, so replays are
     /// no-ops), the event, and when the edge received it.
     pub account_events: Vec<(String, AccountEvent, DateTime<Utc>)>,
@@ -47,6 +50,12 @@ impl Batch {
         self.envelopes.push(position);
         self.tombstones
             .extend(normalized.tombstones.into_iter().map(|t| (position, t)));
+        self.range_deletions.extend(
+            normalized
+                .range_deletions
+                .into_iter()
+                .map(|d| (position, d)),
+        );
         self.readings.extend(normalized.readings);
         for (n, event) in normalized.account_events.into_iter().enumerate() {
             let id = if n == 0 {
@@ -67,7 +76,10 @@ impl Batch {
 
     /// True when there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.readings.is_empty() && self.tombstones.is_empty() && self.account_events.is_empty()
+        self.readings.is_empty()
+            && self.tombstones.is_empty()
+            && self.range_deletions.is_empty()
+            && self.account_events.is_empty()
     }
 }
 
@@ -83,7 +95,7 @@ pub struct WriteStats {
     /// same batch segment, or by a reading with the same identity in the same version.
     /// They never reached PostgreSQL.
     pub collapsed: u64,
-    /// Reading rows removed by tombstones.
+    /// Reading rows removed by tombstones and range deletions.
     pub deleted: u64,
     /// Reading rows removed because a newer version of their document no longer has them
     /// (another interval, a metric gone).

@@ -50,9 +50,10 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnection, PgCopyIn, PgPool, PgPoolOptions};
 use tracing::{instrument, warn};
 
+use super::range_delete::RangeColumns;
 use super::{Batch, WriteStats, Written};
 use crate::metrics::Metrics;
-use crate::model::{AccountEvent, Change, Reading, ReadingKey, Tombstone};
+use crate::model::{AccountEvent, Change, RangeDeletion, Reading, ReadingKey, Tombstone};
 use crate::normalize::plausible::{self, is_plausible};
 
 /// The workspace's migrations, embedded at compile time; the processor applies them
@@ -369,6 +370,14 @@ impl PgSink {
                     stats.deleted += rows.len() as u64;
                     changes.extend(rows.into_iter().map(|r| Change::Delete(key_of(r))));
                 }
+                Step::DeleteRanges(columns) => {
+                    let keys = columns
+                        .run(&mut tx)
+                        .await
+                        .map_err(SinkError::query("delete readings in ranges"))?;
+                    stats.deleted += keys.len() as u64;
+                    changes.extend(keys.into_iter().map(Change::Delete));
+                }
             }
         }
         if !plan.events.event_id.is_empty() {
@@ -563,7 +572,7 @@ fn reject_text(kind: &'static str, vendor: &str, texts: &[Option<&str>]) -> bool
 }
 
 /// A changed row's identity as `apply_versions.sql` and `delete_records.sql` return it.
-type KeyRow = (
+pub(super) type KeyRow = (
     String,
     String,
     String,
@@ -615,7 +624,9 @@ impl ChangeRow {
 /// A document `accept_versions.sql` accepted, and whether it created it.
 type DocRow = (String, String, String, Option<String>, bool);
 
-fn key_of((user_id, vendor, source_record_id, source, metric, start, end): KeyRow) -> ReadingKey {
+pub(super) fn key_of(
+    (user_id, vendor, source_record_id, source, metric, start, end): KeyRow,
+) -> ReadingKey {
     ReadingKey {
         user_id,
         vendor,
@@ -640,6 +651,7 @@ struct Plan<'a> {
 enum Step<'a> {
     Apply(Box<Pass<'a>>),
     Delete(TombstoneColumns<'a>),
+    DeleteRanges(RangeColumns<'a>),
 }
 
 /// A document's identity, as stored.
@@ -709,10 +721,22 @@ impl<'a> Plan<'a> {
         // between deletes, but keeps plans deterministic).
         tombstones.sort_by_key(|(position, _)| *position);
 
+        let mut ranges: Vec<(usize, &RangeDeletion)> = batch
+            .range_deletions
+            .iter()
+            .map(|(position, d)| ((*position).min(readings.len()), d))
+            .collect();
+        ranges.sort_by_key(|(position, _)| *position);
+
         let mut segment_start = 0;
-        let mut i = 0;
-        while i < tombstones.len() {
-            let position = tombstones[i].0;
+        let (mut i, mut j) = (0, 0);
+        while i < tombstones.len() || j < ranges.len() {
+            let position = match (tombstones.get(i), ranges.get(j)) {
+                (Some(t), Some(r)) => t.0.min(r.0),
+                (Some(t), None) => t.0,
+                (None, Some(r)) => r.0,
+                (None, None) => break,
+            };
             let mut deletes = TombstoneColumns::default();
             while let Some(&(_, t)) = tombstones.get(i).filter(|(p, _)| *p == position) {
                 let texts = [
@@ -727,9 +751,21 @@ impl<'a> Plan<'a> {
                 }
                 i += 1;
             }
-            if !deletes.user_id.is_empty() {
+            let mut spans = RangeColumns::default();
+            while let Some(&(_, d)) = ranges.get(j).filter(|(p, _)| *p == position) {
+                if !spans.push(d) {
+                    plan.stats.rejected += 1;
+                }
+                j += 1;
+            }
+            if !deletes.user_id.is_empty() || !spans.is_empty() {
                 plan.push_segment(batch, segment_start..position);
-                plan.steps.push(Step::Delete(deletes));
+                if !deletes.user_id.is_empty() {
+                    plan.steps.push(Step::Delete(deletes));
+                }
+                if !spans.is_empty() {
+                    plan.steps.push(Step::DeleteRanges(spans));
+                }
                 segment_start = position;
             }
         }
@@ -1202,7 +1238,7 @@ mod tests {
         Normalized {
             readings,
             tombstones,
-            account_events: Vec::new(),
+            ..Normalized::default()
         }
     }
 
