@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use apache_avro::types::Value;
+use apache_avro::writer::datum::GenericDatumWriter;
 use bridge_core::RegisteredCodec;
 use futures::future::try_join_all;
 use rdkafka::ClientConfig;
@@ -66,47 +66,105 @@ pub fn producer(bootstrap: &str) -> Result<FutureProducer, KafkaError> {
         .create()
 }
 
-fn micros(t: chrono::DateTime<chrono::Utc>) -> i64 {
-    t.timestamp_micros()
+/// The changelog's value as `reading.v1.avsc` lays it out, fields in schema order,
+/// serialized straight into Avro: no `Value` tree and no string copies per record.
+#[derive(serde::Serialize)]
+struct ReadingRecord<'a> {
+    user_id: &'a str,
+    vendor: &'a str,
+    metric: &'a str,
+    value: f64,
+    unit: &'a str,
+    start_time: i64,
+    end_time: i64,
+    source_record_id: &'a str,
+    source: Option<&'a str>,
+    ordering: Option<i64>,
+    raw_event_id: &'a str,
+    raw_partition: i32,
+    raw_offset: i64,
 }
 
-fn reading_value(r: &Reading, p: &Provenance) -> Value {
-    Value::Record(vec![
-        ("user_id".into(), Value::String(r.user_id.clone())),
-        ("vendor".into(), Value::String(r.vendor.clone())),
-        ("metric".into(), Value::String(r.metric.as_str().into())),
-        ("value".into(), Value::Double(r.value)),
-        ("unit".into(), Value::String(r.metric.unit().into())),
-        (
-            "start_time".into(),
-            Value::TimestampMicros(micros(r.start_time)),
-        ),
-        (
-            "end_time".into(),
-            Value::TimestampMicros(micros(r.end_time)),
-        ),
-        (
-            "source_record_id".into(),
-            Value::String(r.source_record_id.clone()),
-        ),
-        (
-            "source".into(),
-            match &r.source {
-                Some(s) => Value::Union(1, Box::new(Value::String(s.clone()))),
-                None => Value::Union(0, Box::new(Value::Null)),
-            },
-        ),
-        (
-            "ordering".into(),
-            match r.ordering {
-                Some(o) => Value::Union(1, Box::new(Value::Long(o))),
-                None => Value::Union(0, Box::new(Value::Null)),
-            },
-        ),
-        ("raw_event_id".into(), Value::String(p.event_id.clone())),
-        ("raw_partition".into(), Value::Int(p.partition)),
-        ("raw_offset".into(), Value::Long(p.offset)),
-    ])
+impl<'a> ReadingRecord<'a> {
+    fn new(r: &'a Reading, p: &'a Provenance) -> Self {
+        ReadingRecord {
+            user_id: &r.user_id,
+            vendor: &r.vendor,
+            metric: r.metric.as_str(),
+            value: r.value,
+            unit: r.metric.unit(),
+            start_time: r.start_time.timestamp_micros(),
+            end_time: r.end_time.timestamp_micros(),
+            source_record_id: &r.source_record_id,
+            source: r.source.as_deref(),
+            ordering: r.ordering,
+            raw_event_id: &p.event_id,
+            raw_partition: p.partition,
+            raw_offset: p.offset,
+        }
+    }
+}
+
+/// The changelog's key as `reading_key.v1.avsc` lays it out, fields in schema order.
+#[derive(serde::Serialize)]
+struct KeyRecord<'a> {
+    user_id: &'a str,
+    vendor: &'a str,
+    source_record_id: &'a str,
+    source: Option<&'a str>,
+    metric: &'a str,
+    start_time: i64,
+    end_time: i64,
+}
+
+impl<'a> KeyRecord<'a> {
+    fn of_reading(r: &'a Reading) -> Self {
+        KeyRecord {
+            user_id: &r.user_id,
+            vendor: &r.vendor,
+            source_record_id: &r.source_record_id,
+            source: r.source.as_deref(),
+            metric: r.metric.as_str(),
+            start_time: r.start_time.timestamp_micros(),
+            end_time: r.end_time.timestamp_micros(),
+        }
+    }
+
+    fn of_key(k: &'a ReadingKey) -> Self {
+        KeyRecord {
+            user_id: &k.user_id,
+            vendor: &k.vendor,
+            source_record_id: &k.source_record_id,
+            source: k.source.as_deref(),
+            metric: &k.metric,
+            start_time: k.start_micros,
+            end_time: k.end_micros,
+        }
+    }
+}
+
+/// Encodes records of one registered schema in the Confluent wire format (magic byte,
+/// schema id, Avro datum), serializing straight from borrowed fields.
+struct Encoder<'s> {
+    id: u32,
+    writer: GenericDatumWriter<'s>,
+}
+
+impl<'s> Encoder<'s> {
+    fn new(codec: &'s RegisteredCodec) -> Result<Self, apache_avro::Error> {
+        Ok(Encoder {
+            id: codec.id(),
+            writer: GenericDatumWriter::builder(codec.schema()).build()?,
+        })
+    }
+
+    fn encode<T: serde::Serialize>(&self, record: &T) -> Result<Vec<u8>, apache_avro::Error> {
+        let mut out = Vec::with_capacity(160);
+        out.push(0);
+        out.extend_from_slice(&self.id.to_be_bytes());
+        self.writer.write_ser(&mut out, record)?;
+        Ok(out)
+    }
 }
 
 /// The readings changelog: a compacted topic keyed by [`ReadingKey`] whose value is the
@@ -191,9 +249,21 @@ impl Changelog {
         &self,
         changes: &[(Change, Option<Provenance>)],
     ) -> Result<(), PublishError> {
+        // Built per call, not kept: a writer borrows its codec's schema. Cheap next to
+        // the thousands of records a batch publishes.
+        let (keys, values) = match (
+            Encoder::new(&self.key_codec),
+            Encoder::new(&self.value_codec),
+        ) {
+            (Ok(k), Ok(v)) => (k, v),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!(message = "Changelog schema cannot be written; nothing published.", %error);
+                return Err(PublishError::Topic(self.topic.clone(), error.to_string()));
+            }
+        };
         let mut records = Vec::with_capacity(changes.len());
         for (change, provenance) in changes {
-            let (key, value) = match change {
+            let (user_id, encoded) = match change {
                 Change::Upsert { reading, .. } => {
                     let Some(p) = provenance else {
                         tracing::error!(
@@ -202,33 +272,28 @@ impl Changelog {
                         );
                         continue;
                     };
-                    (reading.key(), Some(reading_value(reading, p)))
+                    let encoded = keys.encode(&KeyRecord::of_reading(reading)).and_then(|k| {
+                        Ok((k, Some(values.encode(&ReadingRecord::new(reading, p))?)))
+                    });
+                    (reading.user_id.as_str(), encoded)
                 }
-                Change::Delete(key) => (key.clone(), None),
+                Change::Delete(key) => (
+                    key.user_id.as_str(),
+                    keys.encode(&KeyRecord::of_key(key)).map(|k| (k, None)),
+                ),
             };
             // The schemas and the model are ours, so a failure is a bug; retrying would
             // stall the partition forever. The row is already in PostgreSQL: skip the
             // record and say so loudly.
-            let encoded = self.key_codec.encode(key_value(&key)).and_then(|k| {
-                value
-                    .map(|v| self.value_codec.encode(v))
-                    .transpose()
-                    .map(|v| (k, v))
-            });
             let (key_bytes, value_bytes) = match encoded {
                 Ok(kv) => kv,
                 Err(error) => {
-                    tracing::error!(message = "Changelog record does not fit its Avro schema; not published.", %error, metric = %key.metric);
+                    tracing::error!(message = "Changelog record does not fit its Avro schema; not published.", %error, user_id);
                     continue;
                 }
             };
-            let traceparent = provenance.as_ref().and_then(|p| p.traceparent.clone());
-            records.push((
-                self.partition(&key.user_id),
-                key_bytes,
-                value_bytes,
-                traceparent,
-            ));
+            let traceparent = provenance.as_ref().and_then(|p| p.traceparent.as_deref());
+            records.push((self.partition(user_id), key_bytes, value_bytes, traceparent));
         }
         let records = records.iter().map(|(partition, key, value, traceparent)| {
             let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic)
@@ -240,7 +305,7 @@ impl Changelog {
             if let Some(tp) = traceparent {
                 record = record.headers(OwnedHeaders::new_with_capacity(1).insert(Header {
                     key: "traceparent",
-                    value: Some(tp.as_str()),
+                    value: Some(*tp),
                 }));
             }
             record
@@ -281,27 +346,6 @@ async fn create_compacted(bootstrap: &str, topic: &str) -> Result<(), PublishErr
         }
     }
     Ok(())
-}
-
-fn key_value(k: &ReadingKey) -> Value {
-    Value::Record(vec![
-        ("user_id".into(), Value::String(k.user_id.clone())),
-        ("vendor".into(), Value::String(k.vendor.clone())),
-        (
-            "source_record_id".into(),
-            Value::String(k.source_record_id.clone()),
-        ),
-        (
-            "source".into(),
-            match &k.source {
-                Some(s) => Value::Union(1, Box::new(Value::String(s.clone()))),
-                None => Value::Union(0, Box::new(Value::Null)),
-            },
-        ),
-        ("metric".into(), Value::String(k.metric.clone())),
-        ("start_time".into(), Value::TimestampMicros(k.start_micros)),
-        ("end_time".into(), Value::TimestampMicros(k.end_micros)),
-    ])
 }
 
 /// Kafka's default partitioner for a key: `toPositive(murmur2(key)) % partitions`.
@@ -592,6 +636,113 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use apache_avro::Schema;
+    use apache_avro::types::Value;
+    use chrono::{TimeZone, Utc};
+
+    use crate::model::Metric;
+
+    fn union(v: Option<Value>) -> Value {
+        match v {
+            Some(v) => Value::Union(1, Box::new(v)),
+            None => Value::Union(0, Box::new(Value::Null)),
+        }
+    }
+
+    /// The reading as the generic `Value` API builds it: the reference the direct
+    /// serialization must match byte for byte.
+    fn reading_value(r: &Reading, p: &Provenance) -> Value {
+        Value::Record(vec![
+            ("user_id".into(), Value::String(r.user_id.clone())),
+            ("vendor".into(), Value::String(r.vendor.clone())),
+            ("metric".into(), Value::String(r.metric.as_str().into())),
+            ("value".into(), Value::Double(r.value)),
+            ("unit".into(), Value::String(r.metric.unit().into())),
+            (
+                "start_time".into(),
+                Value::TimestampMicros(r.start_time.timestamp_micros()),
+            ),
+            (
+                "end_time".into(),
+                Value::TimestampMicros(r.end_time.timestamp_micros()),
+            ),
+            (
+                "source_record_id".into(),
+                Value::String(r.source_record_id.clone()),
+            ),
+            ("source".into(), union(r.source.clone().map(Value::String))),
+            ("ordering".into(), union(r.ordering.map(Value::Long))),
+            ("raw_event_id".into(), Value::String(p.event_id.clone())),
+            ("raw_partition".into(), Value::Int(p.partition)),
+            ("raw_offset".into(), Value::Long(p.offset)),
+        ])
+    }
+
+    fn key_value(k: &ReadingKey) -> Value {
+        Value::Record(vec![
+            ("user_id".into(), Value::String(k.user_id.clone())),
+            ("vendor".into(), Value::String(k.vendor.clone())),
+            (
+                "source_record_id".into(),
+                Value::String(k.source_record_id.clone()),
+            ),
+            ("source".into(), union(k.source.clone().map(Value::String))),
+            ("metric".into(), Value::String(k.metric.clone())),
+            ("start_time".into(), Value::TimestampMicros(k.start_micros)),
+            ("end_time".into(), Value::TimestampMicros(k.end_micros)),
+        ])
+    }
+
+    #[test]
+    fn direct_encoding_matches_the_generic_value_encoding() {
+        let value_schema = Schema::parse_str(READING_SCHEMA).unwrap();
+        let key_schema = Schema::parse_str(READING_KEY_SCHEMA).unwrap();
+        let value_writer = GenericDatumWriter::builder(&value_schema).build().unwrap();
+        let key_writer = GenericDatumWriter::builder(&key_schema).build().unwrap();
+        let start = Utc.with_ymd_and_hms(2025, 3, 2, 0, 0, 0).unwrap();
+        let base = Reading {
+            user_id: "alice-ü".into(),
+            vendor: "terra".into(),
+            metric: Metric::StepCount,
+            value: 1234.5,
+            start_time: start,
+            end_time: start + chrono::Duration::microseconds(86_400_000_001),
+            source_record_id: "daily:2025-03-02".into(),
+            source: Some("GARMIN".into()),
+            ordering: Some(1_740_873_600_123),
+        };
+        let anonymous = Reading {
+            source: None,
+            ordering: None,
+            value: -0.0,
+            ..base.clone()
+        };
+        let p = Provenance {
+            event_id: "evt-1".into(),
+            partition: 3,
+            offset: 1 << 40,
+            traceparent: None,
+        };
+        for r in [base, anonymous] {
+            let direct = value_writer
+                .write_ser_to_vec(&ReadingRecord::new(&r, &p))
+                .unwrap();
+            let generic = value_writer
+                .write_value_to_vec(reading_value(&r, &p))
+                .unwrap();
+            assert_eq!(direct, generic, "value of {r:?}");
+            let key = r.key();
+            let generic = key_writer.write_value_to_vec(key_value(&key)).unwrap();
+            let from_key = key_writer
+                .write_ser_to_vec(&KeyRecord::of_key(&key))
+                .unwrap();
+            let from_reading = key_writer
+                .write_ser_to_vec(&KeyRecord::of_reading(&r))
+                .unwrap();
+            assert_eq!(from_key, generic, "key of {r:?}");
+            assert_eq!(from_reading, generic, "key of {r:?}");
+        }
+    }
 
     #[test]
     fn murmur2_matches_kafka() {

@@ -10,10 +10,13 @@ use crate::latency::Latency;
 use crate::stages::{STAGES, Stages};
 use crate::throughput::Round;
 
-/// Readings per second one processor replica should sustain.
-const TARGET_READINGS_PER_SEC: f64 = 20_000.0;
+/// Readings per second one processor replica should sustain (issue 9, with the changelog on).
+const TARGET_READINGS_PER_SEC: f64 = 35_000.0;
+/// Share of the same run's COPY ceiling the processor should reach: the machine-independent
+/// form of the throughput target, since a shared machine moves both figures together.
+const TARGET_COPY_RATIO: f64 = 0.38;
 /// End-to-end p99 bound at the target rate, milliseconds.
-const TARGET_P99_MS: f64 = 500.0;
+const TARGET_P99_MS: f64 = 250.0;
 
 /// Heading of the section this benchmark owns.
 const SECTION: &str = "## Processor";
@@ -109,8 +112,10 @@ pub fn section(
     );
     let _ = writeln!(
         s,
-        "Targets: ≥ {} readings/s per processor replica; end-to-end p99 < {} ms at 1,000 webhooks/s.\n",
+        "Targets: ≥ {} readings/s per processor replica and ≥ {:.2} of the same run's COPY \
+         ceiling; end-to-end p99 ≤ {} ms at 1,000 webhooks/s.\n",
         int(TARGET_READINGS_PER_SEC),
+        TARGET_COPY_RATIO,
         TARGET_P99_MS
     );
     if !rounds.is_empty() {
@@ -174,12 +179,17 @@ fn throughput(s: &mut String, cfg: &Config, rounds: &[Round]) {
         int(copy_rate),
         med(&|r| r.readings_per_sec() / r.copy_readings_per_sec()),
     );
+    let ratio = med(&|r| r.readings_per_sec() / r.copy_readings_per_sec());
     let _ = writeln!(
         s,
-        "Target ≥ {} readings/s: {} ({:.0} % of target).\n",
+        "Target ≥ {} readings/s: {} ({:.0} % of target). Target ≥ {:.2} of the COPY ceiling: {} \
+         ({:.2}).\n",
         int(TARGET_READINGS_PER_SEC),
         verdict(proc_rate >= TARGET_READINGS_PER_SEC),
         100.0 * proc_rate / TARGET_READINGS_PER_SEC,
+        TARGET_COPY_RATIO,
+        verdict(ratio >= TARGET_COPY_RATIO),
+        ratio,
     );
 
     let _ = writeln!(
@@ -231,8 +241,8 @@ fn throughput(s: &mut String, cfg: &Config, rounds: &[Round]) {
          publishes every reading to Kafka and checks/marks Redis; the COPY ceiling \
          (`PgSink::copy_readings`, one plain `COPY … FROM STDIN` of the same readings under \
          `copy-` user ids) does none of that. Both write into the same table, from the same \
-         state: rows of the previous step deleted and `VACUUM (ANALYZE)`d. All rows, Redis \
-         marks and topics are removed at the end.{}\n",
+         state: rows of the previous step deleted and `VACUUM (ANALYZE)`d (`readings` and \
+         `reading_documents`). All rows, Redis marks and topics are removed at the end.{}\n",
         cfg.partitions,
         int(cfg.messages as f64),
         cfg.users,
@@ -304,9 +314,9 @@ fn latency_table(s: &mut String, l: &Latency) {
     let p99 = p(&l.visible_ms, 0.99);
     let _ = writeln!(
         s,
-        "Target p99 < {TARGET_P99_MS} ms at 1,000 webhooks/s: {} (p99 {:.0} ms at {:.0} webhooks/s sent). \
+        "Target p99 ≤ {TARGET_P99_MS} ms at 1,000 webhooks/s: {} (p99 {:.0} ms at {:.0} webhooks/s sent). \
          Every accepted webhook's rows arrived: {}.{}\n",
-        verdict(p99 < TARGET_P99_MS && l.send_rate() >= 0.98 * f64::from(l.target_rate)),
+        verdict(p99 <= TARGET_P99_MS && l.send_rate() >= 0.98 * f64::from(l.target_rate)),
         p99,
         l.send_rate(),
         yes(l.lost == 0 && l.accepted > 0),

@@ -1,58 +1,72 @@
--- Applies document versions: each accepted version replaces its document's readings as a
--- set, in this one statement. Fixed text whatever the batch size: one array per column.
+-- Applies accepted document versions (accept_versions.sql took their locks): each
+-- replaces its document's readings as a set, in this one statement. Fixed text whatever
+-- the batch size: one array per column.
 --
--- $1..$5: one entry per document version (the caller sends at most one per document).
--- $6..$15: the versions' readings, each naming its document; no two with the same identity.
+-- $1..$4: the accepted documents that had a stored version (only they can have stale
+-- rows). $5..$14: the readings of every accepted document, each naming its document; no
+-- two with the same identity. $15: per reading, whether accept_versions.sql created its
+-- document: no row can exist for it, so it is inserted without conflict handling and not
+-- returned (the caller counts it as written).
 --
--- Returns every change made, for the changelog: upserted = true for an inserted or changed
--- row, false for a row removed because the new version no longer has it.
-WITH doc AS (
-    INSERT INTO reading_documents AS d (user_id, vendor, source_record_id, source, ordering)
+-- Returns every other change made, for the changelog: upserted = true for an inserted or
+-- changed row, false for a row removed because the new version no longer has it.
+WITH new AS (
     SELECT *
-    FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[])
-    ON CONFLICT (user_id, vendor, source_record_id, source) DO UPDATE
-    SET ordering = EXCLUDED.ordering,
-        updated_at = now()
-    -- Newer wins per document. NULL ordering means the vendor gave no recency: such a
-    -- version counts as newest, and a stored one without it is replaced by anything.
-    -- Under the row lock, so concurrent writers of one document serialise here.
-    WHERE d.ordering IS NULL
-       OR EXCLUDED.ordering IS NULL
-       OR EXCLUDED.ordering >= d.ordering
-    RETURNING d.user_id, d.vendor, d.source_record_id, d.source
-),
-new AS (
-    SELECT n.*
     FROM UNNEST(
-        $6::text[], $7::text[], $8::text[], $9::float8[], $10::text[],
-        $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[], $15::int8[]
+        $5::text[], $6::text[], $7::text[], $8::float8[], $9::text[],
+        $10::timestamptz[], $11::timestamptz[], $12::text[], $13::text[], $14::int8[],
+        $15::bool[]
     ) AS n (user_id, vendor, metric, value, unit, start_time, end_time,
-            source_record_id, source, ordering)
-    JOIN doc
-      ON doc.user_id = n.user_id
-     AND doc.vendor = n.vendor
-     AND doc.source_record_id = n.source_record_id
-     AND doc.source IS NOT DISTINCT FROM n.source
+            source_record_id, source, ordering, created)
 ),
+-- Stored rows the new versions no longer have. One index probe per document on the
+-- identity key's prefix: the LATERAL with OFFSET 0 keeps the planner from turning this
+-- into a hash join over the whole table, which it prefers for a thousand documents while
+-- the table is small and which costs a full scan once it is not.
+stale AS (
+    SELECT old.tid
+    FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])
+         AS doc (user_id, vendor, source_record_id, source)
+    CROSS JOIN LATERAL (
+        SELECT r.ctid AS tid, r.metric, r.start_time, r.end_time
+        FROM readings AS r
+        WHERE r.user_id = doc.user_id
+          AND r.vendor = doc.vendor
+          AND r.source_record_id = doc.source_record_id
+          AND r.source IS NOT DISTINCT FROM doc.source
+        OFFSET 0
+    ) AS old
+    WHERE NOT EXISTS (
+        SELECT 1 FROM new AS n
+        WHERE n.user_id = doc.user_id
+          AND n.vendor = doc.vendor
+          AND n.source_record_id = doc.source_record_id
+          AND n.source IS NOT DISTINCT FROM doc.source
+          AND n.metric = old.metric
+          AND n.start_time = old.start_time
+          AND n.end_time = old.end_time
+    )
+),
+-- By ctid: a TID scan, whatever the statistics. The documents' locks keep every other
+-- writer of these rows out, so a ctid read here still names the row when it is deleted.
 gone AS (
     DELETE FROM readings AS r
-    USING doc
-    WHERE r.user_id = doc.user_id
-      AND r.vendor = doc.vendor
-      AND r.source_record_id = doc.source_record_id
-      AND r.source IS NOT DISTINCT FROM doc.source
-      AND NOT EXISTS (
-          SELECT 1 FROM new n
-          WHERE n.user_id = r.user_id
-            AND n.vendor = r.vendor
-            AND n.source_record_id = r.source_record_id
-            AND n.source IS NOT DISTINCT FROM r.source
-            AND n.metric = r.metric
-            AND n.start_time = r.start_time
-            AND n.end_time = r.end_time
-      )
+    WHERE r.ctid = ANY (ARRAY(SELECT tid FROM stale))
     RETURNING r.user_id, r.vendor, r.source_record_id, r.source, r.metric,
               r.start_time, r.end_time
+),
+-- A row that exists anyway (written around the processor) fails this insert with a
+-- unique violation on readings_identity_key; the caller then runs the statement again
+-- with no document marked created.
+put_created AS (
+    INSERT INTO readings (
+        user_id, vendor, metric, value, unit, start_time, end_time,
+        source_record_id, source, ordering
+    )
+    SELECT user_id, vendor, metric, value, unit, start_time, end_time,
+           source_record_id, source, ordering
+    FROM new
+    WHERE created
 ),
 put AS (
     INSERT INTO readings AS r (
@@ -62,6 +76,7 @@ put AS (
     SELECT user_id, vendor, metric, value, unit, start_time, end_time,
            source_record_id, source, ordering
     FROM new
+    WHERE NOT created
     ON CONFLICT ON CONSTRAINT readings_identity_key DO UPDATE
     SET value = EXCLUDED.value,
         unit = EXCLUDED.unit,

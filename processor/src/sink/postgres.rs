@@ -3,8 +3,14 @@
 //!
 //! Batch size is bounded by memory and latency, not by PostgreSQL's 65,535
 //! bind-parameter limit: every statement binds one array per column (5 for document
-//! versions and 10 for their readings), whatever the number of rows, so the SQL text
-//! and its prepared statement never change with the batch size.
+//! versions; 4, 10 and 1 for applying them), whatever the number of rows, so the SQL
+//! text and its prepared statement never change with the batch size. A pass of document
+//! versions is two statements: `accept_versions.sql` takes the documents' locks and
+//! applies newer-wins, then `apply_versions.sql` replaces the accepted documents' sets
+//! under a snapshot taken after those locks, so it sees what a concurrent writer of the
+//! same document committed while this one waited. Readings of documents the first
+//! created are inserted without conflict handling and not returned: most of a batch is
+//! usually new documents, and that is where the time went.
 //!
 //! # Semantics of a batch
 //!
@@ -41,8 +47,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::postgres::{PgArguments, PgConnection, PgCopyIn, PgPool, PgPoolOptions, Postgres};
-use sqlx::query::QueryAs;
+use sqlx::postgres::{PgConnection, PgCopyIn, PgPool, PgPoolOptions};
 use tracing::{instrument, warn};
 
 use super::range_delete::RangeColumns;
@@ -55,6 +60,7 @@ use crate::normalize::plausible::{self, is_plausible};
 /// at start and `#[sqlx::test]` applies them to each test database.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
+const ACCEPT_VERSIONS: &str = include_str!("accept_versions.sql");
 const APPLY_VERSIONS: &str = include_str!("apply_versions.sql");
 const DELETE_RECORDS: &str = include_str!("delete_records.sql");
 const INSERT_ACCOUNT_EVENTS: &str = include_str!("insert_account_events.sql");
@@ -285,20 +291,61 @@ impl PgSink {
             .map_err(SinkError::query("begin a transaction"))?;
         for step in plan.steps {
             match step {
-                Step::Apply(mut pass) => {
-                    let sent = pass.readings.len() as u64;
-                    let index = std::mem::take(&mut pass.index);
-                    let rows: Vec<ChangeRow> = pass
-                        .bind(sqlx::query_as(APPLY_VERSIONS))
+                Step::Apply(pass) => {
+                    let sent = pass.len() as u64;
+                    let docs: Vec<DocRow> = sqlx::query_as(ACCEPT_VERSIONS)
+                        .bind(&pass.docs.user_id)
+                        .bind(&pass.docs.vendor)
+                        .bind(&pass.docs.source_record_id)
+                        .bind(&pass.docs.source)
+                        .bind(&pass.docs.ordering)
                         .fetch_all(&mut *tx)
                         .await
-                        .map_err(SinkError::query("apply document versions"))?;
-                    let mut upserted = 0u64;
+                        .map_err(SinkError::query("accept document versions"))?;
+                    let Some(mut accepted) = pass.accepted(&docs, &batch.readings, true) else {
+                        stats.unchanged += sent;
+                        continue;
+                    };
+                    let rows = if accepted.fresh.is_empty() {
+                        apply(&mut tx, &accepted).await
+                    } else {
+                        // Readings of documents this pass created go in without conflict
+                        // handling: no rows can exist for a document without its version
+                        // row. Should some anyway (written around the processor), the
+                        // insert fails and the pass runs again the general way.
+                        sqlx::query("SAVEPOINT created_documents")
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(SinkError::query("set a savepoint"))?;
+                        match apply(&mut tx, &accepted).await {
+                            Err(e) if is_identity_conflict(&e) => {
+                                warn!(
+                                    message = "Readings exist for documents without a version row; \
+                                               applying them with conflict handling.",
+                                    error = %e
+                                );
+                                sqlx::query("ROLLBACK TO SAVEPOINT created_documents")
+                                    .execute(&mut *tx)
+                                    .await
+                                    .map_err(SinkError::query("roll back to a savepoint"))?;
+                                accepted = pass
+                                    .accepted(&docs, &batch.readings, false)
+                                    .unwrap_or_else(|| unreachable!("accepted before"));
+                                apply(&mut tx, &accepted).await
+                            }
+                            result => result,
+                        }
+                    };
+                    let rows = rows.map_err(SinkError::query("apply document versions"))?;
+                    let mut upserted = accepted.fresh.len() as u64;
+                    changes.extend(accepted.fresh.iter().map(|&i| Change::Upsert {
+                        reading: batch.readings[i].clone(),
+                        envelope: batch.envelope_of(i),
+                    }));
                     for row in rows {
-                        let (is_upsert, key) = row.into_key();
-                        if is_upsert {
+                        if row.upserted {
                             upserted += 1;
-                            if let Some(&i) = index.get(&key) {
+                            if let Some(&i) = accepted.index.get(&row.key_ref()) {
                                 changes.push(Change::Upsert {
                                     reading: batch.readings[i].clone(),
                                     envelope: batch.envelope_of(i),
@@ -306,7 +353,7 @@ impl PgSink {
                             }
                         } else {
                             stats.replaced += 1;
-                            changes.push(Change::Delete(key));
+                            changes.push(Change::Delete(row.into_key()));
                         }
                     }
                     stats.upserted += upserted;
@@ -549,21 +596,33 @@ struct ChangeRow {
 }
 
 impl ChangeRow {
-    fn into_key(self) -> (bool, ReadingKey) {
+    fn key_ref(&self) -> KeyRef<'_> {
         (
-            self.upserted,
-            key_of((
-                self.user_id,
-                self.vendor,
-                self.source_record_id,
-                self.source,
-                self.metric,
-                self.start_time,
-                self.end_time,
-            )),
+            &self.user_id,
+            &self.vendor,
+            &self.source_record_id,
+            self.source.as_deref(),
+            &self.metric,
+            self.start_time.timestamp_micros(),
+            self.end_time.timestamp_micros(),
         )
     }
+
+    fn into_key(self) -> ReadingKey {
+        key_of((
+            self.user_id,
+            self.vendor,
+            self.source_record_id,
+            self.source,
+            self.metric,
+            self.start_time,
+            self.end_time,
+        ))
+    }
 }
+
+/// A document `accept_versions.sql` accepted, and whether it created it.
+type DocRow = (String, String, String, Option<String>, bool);
 
 pub(super) fn key_of(
     (user_id, vendor, source_record_id, source, metric, start, end): KeyRow,
@@ -616,7 +675,7 @@ struct Slot {
 }
 
 /// Whether a version with `new` ordering replaces a document holding `stored`; mirrors
-/// the gate in `apply_versions.sql`.
+/// the gate in `accept_versions.sql`.
 fn replaces(stored: Option<i64>, new: Option<i64>) -> bool {
     match (stored, new) {
         (Some(stored), Some(new)) => new >= stored,
@@ -818,13 +877,13 @@ impl<'a> Plan<'a> {
                 // order the unanchored version would have replaced the stored one and
                 // `current` then replaced that: write both, in that order.
                 Some(unanchored) if unanchored != slot.current => {
-                    first.push(&versions[unanchored], readings);
-                    second.push(&versions[slot.current], readings);
+                    first.push(&versions[unanchored]);
+                    second.push(&versions[slot.current]);
                 }
-                _ => first.push(&versions[slot.current], readings),
+                _ => first.push(&versions[slot.current]),
             }
         }
-        self.stats.collapsed += valid - (first.readings.len() + second.readings.len()) as u64;
+        self.stats.collapsed += valid - (first.len() + second.len()) as u64;
         for pass in [first, second] {
             if !pass.docs.user_id.is_empty() {
                 self.steps.push(Step::Apply(Box::new(pass)));
@@ -836,45 +895,158 @@ impl<'a> Plan<'a> {
 /// Identity of a reading within its document, with times as stored (microseconds).
 type Key = (&'static str, i64, i64);
 
-/// One execution of `apply_versions.sql`: at most one version per document.
+/// One execution of `accept_versions.sql`, then of `apply_versions.sql` for the versions
+/// it accepted: at most one version per document.
 #[derive(Default)]
 struct Pass<'a> {
     docs: DocColumns<'a>,
+    /// Per document, in `docs` order, its version's readings: a range of `indices`.
+    spans: Vec<std::ops::Range<usize>>,
+    /// Indices into the batch's readings.
+    indices: Vec<usize>,
+}
+
+/// A reading's identity borrowed from the batch, times as stored (microseconds): how a
+/// returned row finds the reading it wrote without allocating a [`ReadingKey`] per reading.
+type KeyRef<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    &'a str,
+    i64,
+    i64,
+);
+
+/// The accepted part of a [`Pass`]: what `apply_versions.sql` binds, and how its rows
+/// map back to the batch.
+struct Accepted<'a> {
+    /// Accepted documents that had a stored version, whose rows may go stale ($1..$4).
+    stored: DocColumns<'a>,
+    /// The readings of every accepted document ($5..$14).
     readings: ReadingColumns<'a>,
-    /// Which batch reading each identity sent here came from, to turn returned keys into
-    /// changelog records.
-    index: HashMap<ReadingKey, usize>,
+    /// Per reading, whether this pass created its document ($15).
+    created: Vec<bool>,
+    /// Batch indices of the readings of created documents: all of them are inserted, and
+    /// the statement does not return them.
+    fresh: Vec<usize>,
+    /// Identity of each reading of a stored document to its batch index, to turn
+    /// returned rows into changelog records.
+    index: HashMap<KeyRef<'a>, usize>,
+}
+
+/// A reading's identity as [`KeyRef`].
+fn key_ref(r: &Reading) -> KeyRef<'_> {
+    (
+        r.user_id.as_str(),
+        r.vendor.as_str(),
+        r.source_record_id.as_str(),
+        r.source.as_deref(),
+        r.metric.as_str(),
+        r.start_time.timestamp_micros(),
+        r.end_time.timestamp_micros(),
+    )
 }
 
 impl<'a> Pass<'a> {
-    fn push(&mut self, version: &Version<'a>, readings: &'a [Reading]) {
+    fn push(&mut self, version: &Version<'a>) {
         self.docs.push(version.doc, version.ordering);
-        for &i in &version.readings {
-            let r = &readings[i];
-            self.readings.push(r);
-            self.index.insert(r.key(), i);
-        }
+        let start = self.indices.len();
+        self.indices.extend_from_slice(&version.readings);
+        self.spans.push(start..self.indices.len());
     }
 
-    fn bind<'q, O>(
-        self,
-        query: QueryAs<'q, Postgres, O, PgArguments>,
-    ) -> QueryAs<'q, Postgres, O, PgArguments>
-    where
-        'a: 'q,
-    {
-        let docs = self.docs;
-        let query = query
-            .bind(docs.user_id)
-            .bind(docs.vendor)
-            .bind(docs.source_record_id)
-            .bind(docs.source)
-            .bind(docs.ordering);
-        self.readings.bind(query)
+    /// Readings sent with this pass.
+    fn len(&self) -> usize {
+        self.indices.len()
+    }
+
+    /// The versions `accept_versions.sql` accepted (`rows`); `None` when it accepted
+    /// none. With `trust_created` false, documents it reports as created are treated
+    /// like stored ones.
+    fn accepted(
+        &self,
+        rows: &[DocRow],
+        readings: &'a [Reading],
+        trust_created: bool,
+    ) -> Option<Accepted<'a>> {
+        if rows.is_empty() {
+            return None;
+        }
+        let wanted: HashMap<DocKey<'_>, bool> = rows
+            .iter()
+            .map(|(user_id, vendor, record, source, created)| {
+                let key = (
+                    user_id.as_str(),
+                    vendor.as_str(),
+                    record.as_str(),
+                    source.as_deref(),
+                );
+                (key, *created && trust_created)
+            })
+            .collect();
+        let mut accepted = Accepted {
+            stored: DocColumns::default(),
+            readings: ReadingColumns::default(),
+            created: Vec::with_capacity(self.indices.len()),
+            fresh: Vec::new(),
+            index: HashMap::new(),
+        };
+        for (d, span) in self.spans.iter().enumerate() {
+            let doc = self.docs.key(d);
+            let Some(&created) = wanted.get(&doc) else {
+                continue;
+            };
+            if !created {
+                accepted.stored.push(doc, None);
+            }
+            for &i in &self.indices[span.clone()] {
+                let r = &readings[i];
+                accepted.readings.push(r);
+                accepted.created.push(created);
+                if created {
+                    accepted.fresh.push(i);
+                } else {
+                    accepted.index.insert(key_ref(r), i);
+                }
+            }
+        }
+        Some(accepted)
     }
 }
 
-/// The document columns of `apply_versions.sql` ($1..$5).
+/// Runs `apply_versions.sql` for `a`.
+async fn apply(conn: &mut PgConnection, a: &Accepted<'_>) -> Result<Vec<ChangeRow>, sqlx::Error> {
+    let (docs, r) = (&a.stored, &a.readings);
+    sqlx::query_as(APPLY_VERSIONS)
+        .bind(&docs.user_id)
+        .bind(&docs.vendor)
+        .bind(&docs.source_record_id)
+        .bind(&docs.source)
+        .bind(&r.user_id)
+        .bind(&r.vendor)
+        .bind(&r.metric)
+        .bind(&r.value)
+        .bind(&r.unit)
+        .bind(&r.start_time)
+        .bind(&r.end_time)
+        .bind(&r.source_record_id)
+        .bind(&r.source)
+        .bind(&r.ordering)
+        .bind(&a.created)
+        .fetch_all(conn)
+        .await
+}
+
+/// A unique violation on the readings' identity.
+fn is_identity_conflict(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db)
+        if db.code().as_deref() == Some("23505")
+            && db.constraint() == Some("readings_identity_key"))
+}
+
+/// The document columns of `accept_versions.sql` ($1..$5; `apply_versions.sql` binds the
+/// first four).
 #[derive(Default)]
 struct DocColumns<'a> {
     user_id: Vec<&'a str>,
@@ -892,9 +1064,18 @@ impl<'a> DocColumns<'a> {
         self.source.push(source);
         self.ordering.push(ordering);
     }
+
+    fn key(&self, i: usize) -> DocKey<'a> {
+        (
+            self.user_id[i],
+            self.vendor[i],
+            self.source_record_id[i],
+            self.source[i],
+        )
+    }
 }
 
-/// The reading columns of `apply_versions.sql` ($6..$15).
+/// The reading columns of `apply_versions.sql` ($5..$14).
 #[derive(Default)]
 struct ReadingColumns<'a> {
     user_id: Vec<&'a str>,
@@ -922,30 +1103,6 @@ impl<'a> ReadingColumns<'a> {
         self.source_record_id.push(&r.source_record_id);
         self.source.push(r.source.as_deref());
         self.ordering.push(r.ordering);
-    }
-
-    fn len(&self) -> usize {
-        self.user_id.len()
-    }
-
-    fn bind<'q, O>(
-        self,
-        query: QueryAs<'q, Postgres, O, PgArguments>,
-    ) -> QueryAs<'q, Postgres, O, PgArguments>
-    where
-        'a: 'q,
-    {
-        query
-            .bind(self.user_id)
-            .bind(self.vendor)
-            .bind(self.metric)
-            .bind(self.value)
-            .bind(self.unit)
-            .bind(self.start_time)
-            .bind(self.end_time)
-            .bind(self.source_record_id)
-            .bind(self.source)
-            .bind(self.ordering)
     }
 }
 
@@ -1642,6 +1799,129 @@ mod tests {
         let mut got = stored(&pool).await;
         got.sort_by(|a, b| (&a.2, &a.8).cmp(&(&b.2, &b.8)));
         assert_eq!(got, expected);
+    }
+
+    /// Two writers of one document: the second waits for the first's lock, and must then
+    /// replace what the first committed, including rows the first inserted while it
+    /// waited. A single statement would not see them (its snapshot predates the wait) and
+    /// would leave the first writer's interval beside its own.
+    #[sqlx::test(migrator = "MIGRATOR")]
+    async fn a_writer_waiting_for_a_document_replaces_what_the_holder_committed(pool: PgPool) {
+        let sink = PgSink::from_pool(pool.clone());
+        let night = |end: i64, ordering: i64| {
+            let mut r = reading("sleep-1", Metric::SleepTotal, 0, end as f64, Some(ordering));
+            r.end_time = at(end);
+            r
+        };
+        sink.write(&envelopes(vec![night(3_600, 1)])).await.unwrap();
+
+        // The holder: version 2 (another interval), paused before its commit.
+        let (locked_tx, locked) = tokio::sync::oneshot::channel::<()>();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let holder = {
+            let sink = sink.clone();
+            let batch = envelopes(vec![night(7_200, 2)]);
+            tokio::spawn(async move {
+                sink.write_then(&batch, |_| async move {
+                    let _ = locked_tx.send(());
+                    let _ = released.await;
+                    Ok(())
+                })
+                .await
+                .unwrap()
+            })
+        };
+        locked.await.unwrap();
+
+        // The waiter: version 3, yet another interval; it blocks on the document's lock.
+        let waiter = {
+            let sink = sink.clone();
+            let batch = envelopes(vec![night(10_800, 3)]);
+            tokio::spawn(async move { sink.write(&batch).await.unwrap() })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the second writer never waited for the document's lock"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        release.send(()).unwrap();
+        let held = holder.await.unwrap();
+        let waited = waiter.await.unwrap();
+
+        assert_eq!(stored(&pool).await, vec![row(&night(10_800, 3))]);
+        // Its changes say so too: the holder's row removed, its own written.
+        assert_eq!(
+            waited.changes,
+            vec![
+                Change::Delete(night(7_200, 2).key()),
+                Change::Upsert {
+                    reading: night(10_800, 3),
+                    envelope: 0
+                }
+            ]
+        );
+        assert_eq!(held.stats.replaced, 1);
+    }
+
+    /// Rows written around the processor (a bulk load, a manual fix) have no version row,
+    /// so their document looks new. Its next version must still replace them as a set and
+    /// report every change: the conflict-free insert for new documents falls back.
+    #[sqlx::test(migrator = "MIGRATOR")]
+    async fn rows_without_a_version_row_are_still_replaced(pool: PgPool) {
+        let sink = PgSink::from_pool(pool.clone());
+        let kept = reading("s1", Metric::HeartRate, 0, 60.0, Some(1));
+        let stale = reading("s1", Metric::HeartRate, 600, 61.0, Some(1));
+        let other = reading("s2", Metric::StepCount, 0, 10.0, Some(1));
+        assert_eq!(
+            sink.copy_readings(&[kept.clone(), stale.clone()])
+                .await
+                .unwrap(),
+            2
+        );
+        let revised = Reading {
+            value: 62.0,
+            ordering: Some(2),
+            ..kept.clone()
+        };
+        let mut batch = Batch::default();
+        batch.push("e1", at(0), message(vec![revised.clone()], vec![]));
+        batch.push("e2", at(0), message(vec![other.clone()], vec![]));
+
+        let written = sink.write(&batch).await.unwrap();
+
+        let mut want = vec![row(&revised), row(&other)];
+        want.sort_by(|a, b| a.7.cmp(&b.7));
+        assert_eq!(stored(&pool).await, want);
+        assert_eq!(written.stats.upserted, 2);
+        assert_eq!(written.stats.replaced, 1);
+        let mut changes = written.changes;
+        changes.sort_by_key(|c| format!("{c:?}"));
+        let mut expected = vec![
+            Change::Delete(stale.key()),
+            Change::Upsert {
+                reading: revised,
+                envelope: 0,
+            },
+            Change::Upsert {
+                reading: other,
+                envelope: 1,
+            },
+        ];
+        expected.sort_by_key(|c| format!("{c:?}"));
+        assert_eq!(changes, expected);
     }
 
     #[sqlx::test(migrator = "MIGRATOR")]
