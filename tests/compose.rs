@@ -37,6 +37,25 @@ fn read(rel: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// A binary's settings: its own `config.rs` followed by every vendor's settings for that
+/// side (`vendors/src/<vendor>/<side>.rs`, flattened into the binary's `Config`).
+fn read_config(side: &str) -> String {
+    let mut text = read(&format!("{side}/src/config.rs"));
+    let vendors = root().join("vendors/src");
+    let mut dirs: Vec<_> = std::fs::read_dir(&vendors)
+        .unwrap_or_else(|e| panic!("{}: {e}", vendors.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        if let Ok(more) = std::fs::read_to_string(dir.join(format!("{side}.rs"))) {
+            text.push('\n');
+            text.push_str(&more);
+        }
+    }
+    text
+}
+
 // ------------------------------------------------------------------ small parsers
 
 /// The parts of a URL or `host:port` string this test compares.
@@ -313,9 +332,9 @@ fn ports(svc: &Value) -> Vec<(Option<u16>, Option<u16>)> {
 struct Expected {
     /// `scripts/stack`'s assignments, expanded.
     stack: BTreeMap<String, String>,
-    /// `env = "…"` names of edge/src/config.rs.
+    /// `env = "…"` names the edge reads (its config and the vendors' edge settings).
     edge_env: BTreeSet<String>,
-    /// `env = "…"` names of processor/src/config.rs.
+    /// `env = "…"` names the processor reads (its config and the vendors' processor settings).
     processor_env: BTreeSet<String>,
     /// Default port of `EDGE_LISTEN_ADDR` / `PROCESSOR_LISTEN_ADDR`.
     edge_port: Option<u16>,
@@ -331,8 +350,8 @@ struct Expected {
 
 impl Expected {
     fn from_repo() -> Self {
-        let edge_cfg = read("edge/src/config.rs");
-        let processor_cfg = read("processor/src/config.rs");
+        let edge_cfg = read_config("edge");
+        let processor_cfg = read_config("processor");
         let listen_port =
             |src: &str, env: &str| env_default(src, env).and_then(|d| parse_url(&d).port);
         let dockerfile = read("Dockerfile");
@@ -475,7 +494,9 @@ fn problems(compose: &Value, exp: &Expected) -> Vec<String> {
         for name in environment(s).keys() {
             check(
                 known.contains(name) || is_standard_env(name),
-                format!("compose `{svc}` sets {name}, which {svc}/src/config.rs does not read"),
+                format!(
+                    "compose `{svc}` sets {name}, which {svc} does not read ({svc}/src/config.rs, vendors/src/*/{svc}.rs)"
+                ),
             );
         }
         // The Dockerfile stage of the same name, too.
@@ -483,7 +504,7 @@ fn problems(compose: &Value, exp: &Expected) -> Vec<String> {
             check(
                 known.contains(name) || is_standard_env(name),
                 format!(
-                    "Dockerfile stage `{svc}` sets ENV {name}, which {svc}/src/config.rs does not read"
+                    "Dockerfile stage `{svc}` sets ENV {name}, which {svc} does not read ({svc}/src/config.rs, vendors/src/*/{svc}.rs)"
                 ),
             );
         }

@@ -336,7 +336,7 @@ async fn oura_stand_in(delay: Duration) -> String {
     use warp::Filter;
     let doc = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../processor/tests/fixtures/oura/daily_sleep.json"
+        "/../vendors/tests/fixtures/oura/daily_sleep.json"
     ))
     .expect("fixture");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,7 +1,7 @@
 //! Fetch-after-notify on the real stack: signed Oura and WHOOP notifications go through
 //! the real edge and processor, and a local HTTP server stands in for the vendors' REST
 //! APIs and token endpoints (the only stand-in: they are third-party clouds), serving the
-//! documented document shapes from `processor/tests/fixtures`.
+//! documented document shapes from `vendors/tests/fixtures`.
 //!
 //! The tests run one at a time: every processor's retry task serves the whole
 //! `parked_notifications` table, and each test's processor talks to its own stand-in.
@@ -36,7 +36,7 @@ const WHOOP_WORKOUT_ID: &str = "7bfc6a15-4661-442f-a9a4-f160dd7a0001";
 
 fn fixture(path: &str) -> Value {
     let file = format!(
-        "{}/../processor/tests/fixtures/{path}.json",
+        "{}/../vendors/tests/fixtures/{path}.json",
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}"));

@@ -71,7 +71,22 @@ async fn post_terra(
     t: i64,
     ordering: Option<i64>,
 ) -> reqwest::StatusCode {
-    let mut req = reqwest::Client::new()
+    post_terra_with(&reqwest::Client::new(), edge, body, t, ordering).await
+}
+
+/// [`post_terra`] on a given client. Hundreds of concurrent sends share one: a client
+/// per request is built inside each future on the test's single thread (a TLS root
+/// store, milliseconds each), so on a loaded machine the first connections waited
+/// longer than the edge's HEADER_READ_TIMEOUT for their request head and were rightly
+/// closed by the edge.
+async fn post_terra_with(
+    client: &reqwest::Client,
+    edge: &Edge,
+    body: &[u8],
+    t: i64,
+    ordering: Option<i64>,
+) -> reqwest::StatusCode {
+    let mut req = client
         .post(format!("{}/webhooks/terra", edge.url))
         .header("terra-signature", sign::terra(secrets::TERRA, t, body))
         .body(body.to_vec());
@@ -299,9 +314,11 @@ async fn poison_goes_to_the_dlq_and_the_partition_moves_on() {
 /// Sends `n` Terra daily webhooks for users `<prefix>-<i>` through the edge.
 async fn send_many(edge: &Edge, prefix: &str, n: usize) {
     let now = now_secs();
+    let client = reqwest::Client::new();
     let sends = (0..n).map(|i| {
         let body = terra_daily(&format!("{prefix}-{i}"), "2025-04-01", 1000 + i as u32);
-        async move { post_terra(edge, &body, now, None).await }
+        let client = &client;
+        async move { post_terra_with(client, edge, &body, now, None).await }
     });
     for status in futures::future::join_all(sends).await {
         assert_eq!(status, 202);

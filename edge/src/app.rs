@@ -12,10 +12,8 @@ use crate::metrics::Metrics;
 use crate::producer::{self, ProducerSettings};
 use crate::ready::{self, Readiness};
 use crate::routes::App;
-use crate::verify::{
-    GenericHmacVerifier, HealthKitVerifier, OuraVerifier, PolarVerifier, TerraVerifier, Verifier,
-    WhoopVerifier,
-};
+use vendors::Vendor;
+use vendors::verify::{GenericHmacVerifier, Verifier};
 
 /// Room for the envelope around the body (headers, ids, query): generous, since
 /// vendors' header values are small and the edge keeps only a few of them.
@@ -23,8 +21,8 @@ const ENVELOPE_OVERHEAD_BYTES: u64 = 64 * 1024;
 
 /// Builds the shared application state, registering the envelope schema first.
 pub async fn build(config: &Config) -> anyhow::Result<App> {
-    let (verifiers, oura) = verifiers(config);
-    for vendor in ["oura", "whoop", "terra", "polar", "healthkit"] {
+    let verifiers = verifiers(config)?;
+    for vendor in Vendor::ALL.map(Vendor::as_str) {
         if !verifiers.contains_key(vendor) {
             tracing::warn!(
                 message = "Vendor has no secret configured; its route answers 404.",
@@ -64,7 +62,6 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
 
     Ok(App {
         verifiers,
-        oura,
         producer,
         codec,
         readiness,
@@ -81,52 +78,18 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     })
 }
 
-type Verifiers = (
-    HashMap<String, Arc<dyn Verifier>>,
-    Option<Arc<OuraVerifier>>,
-);
+type Verifiers = HashMap<String, Arc<dyn Verifier>>;
 
-fn verifiers(config: &Config) -> Verifiers {
+fn verifiers(config: &Config) -> anyhow::Result<Verifiers> {
     let tolerance = config.signature_tolerance;
-    let mut map: HashMap<String, Arc<dyn Verifier>> = HashMap::new();
-    let mut oura = None;
-    let secrets = Config::keys(&config.oura_client_secret);
-    if !secrets.is_empty() {
-        let v = Arc::new(OuraVerifier::new(
-            secrets,
-            config.oura_signature_tolerance.unwrap_or(tolerance),
-            config.oura_verification_token(),
-        ));
-        oura = Some(v.clone());
-        map.insert("oura".into(), v);
-    }
-    let secrets = Config::keys(&config.whoop_client_secret);
-    if !secrets.is_empty() {
-        map.insert(
-            "whoop".into(),
-            Arc::new(WhoopVerifier::new(
-                secrets,
-                config.whoop_signature_tolerance.unwrap_or(tolerance),
-            )),
-        );
-    }
-    let secrets = Config::keys(&config.terra_signing_secret);
-    if !secrets.is_empty() {
-        map.insert(
-            "terra".into(),
-            Arc::new(TerraVerifier::new(
-                secrets,
-                config.terra_signature_tolerance.unwrap_or(tolerance),
-            )),
-        );
-    }
-    let secrets = Config::keys(&config.polar_signature_secret);
-    if !secrets.is_empty() {
-        map.insert("polar".into(), Arc::new(PolarVerifier::new(secrets)));
-    }
+    let mut map: Verifiers = config
+        .vendors
+        .verifiers(tolerance)?
+        .into_iter()
+        .map(|(vendor, verifier)| (vendor.as_str().to_owned(), verifier))
+        .collect();
     if let Some(json) = &config.generic_hmac_sources {
-        // Validated at start (Config::validate), so a parse error cannot happen here.
-        for source in crate::generic_sources::parse(json).unwrap_or_default() {
+        for source in crate::generic_sources::parse(json)? {
             tracing::info!(message = "Generic HMAC source configured.", vendor = %source.name);
             map.insert(
                 source.name.clone(),
@@ -138,11 +101,7 @@ fn verifiers(config: &Config) -> Verifiers {
             );
         }
     }
-    let keys = config.healthkit_keys();
-    if !keys.is_empty() {
-        map.insert("healthkit".into(), Arc::new(HealthKitVerifier::new(keys)));
-    }
-    (map, oura)
+    Ok(map)
 }
 
 /// The edge cannot encode without a schema id, so it waits for the registry rather

@@ -38,54 +38,10 @@ pub struct Config {
     #[arg(long, env = "RAW_TOPIC", default_value = defaults::RAW_TOPIC)]
     pub raw_topic: String,
 
-    /// Oura OAuth client secret(s); signs `x-oura-signature`. Unset disables `/webhooks/oura`.
-    #[arg(
-        long,
-        env = "OURA_CLIENT_SECRET",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    pub oura_client_secret: Vec<String>,
-
-    /// Token Oura echoes in the subscription handshake (`GET /webhooks/oura?verification_token=…`).
-    #[arg(long, env = "OURA_VERIFICATION_TOKEN", hide_env_values = true)]
-    pub oura_verification_token: Option<String>,
-
-    /// WHOOP OAuth client secret(s); signs `X-WHOOP-Signature`. Unset disables `/webhooks/whoop`.
-    #[arg(
-        long,
-        env = "WHOOP_CLIENT_SECRET",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    pub whoop_client_secret: Vec<String>,
-
-    /// Terra destination signing secret(s). Unset disables `/webhooks/terra`.
-    #[arg(
-        long,
-        env = "TERRA_SIGNING_SECRET",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    pub terra_signing_secret: Vec<String>,
-
-    /// Polar AccessLink `signature_secret_key`(s). Unset disables `/webhooks/polar`.
-    #[arg(
-        long,
-        env = "POLAR_SIGNATURE_SECRET",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    pub polar_signature_secret: Vec<String>,
-
-    /// Health Auto Export API keys as `user_id=api_key` pairs. Unset disables `/webhooks/healthkit`.
-    #[arg(
-        long,
-        env = "HEALTHKIT_API_KEYS",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    pub healthkit_api_keys: Vec<String>,
+    /// Every built-in vendor's settings (secrets, handshake tokens, tolerances), from
+    /// its folder in the `vendors` crate.
+    #[command(flatten)]
+    pub vendors: vendors::EdgeArgs,
 
     /// JSON list of extra HMAC-signed sources (see `edge::generic_sources` and the README).
     #[arg(long, env = "GENERIC_HMAC_SOURCES", hide_env_values = true)]
@@ -94,18 +50,6 @@ pub struct Config {
     /// Accepted clock skew for signed timestamps, both directions (Terra's SDK uses 300 s).
     #[arg(long, env = "SIGNATURE_TOLERANCE", default_value = "300s", value_parser = humantime::parse_duration)]
     pub signature_tolerance: Duration,
-
-    /// Per-vendor override of the tolerance for Oura.
-    #[arg(long, env = "OURA_SIGNATURE_TOLERANCE", value_parser = humantime::parse_duration)]
-    pub oura_signature_tolerance: Option<Duration>,
-
-    /// Per-vendor override of the tolerance for WHOOP.
-    #[arg(long, env = "WHOOP_SIGNATURE_TOLERANCE", value_parser = humantime::parse_duration)]
-    pub whoop_signature_tolerance: Option<Duration>,
-
-    /// Per-vendor override of the tolerance for Terra.
-    #[arg(long, env = "TERRA_SIGNATURE_TOLERANCE", value_parser = humantime::parse_duration)]
-    pub terra_signature_tolerance: Option<Duration>,
 
     /// Largest accepted body; larger requests get 413 (Hookdeck allows 10 MiB; vendor
     /// webhooks here are a few KiB, Health Auto Export batches well under 1 MiB).
@@ -176,47 +120,7 @@ pub use bridge_core::config::ConfigError;
 impl Config {
     /// Cross-field and format checks that clap cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        for pair in self
-            .healthkit_api_keys
-            .iter()
-            .filter(|p| !p.trim().is_empty())
-        {
-            match pair.split_once('=') {
-                Some((user, key)) if !user.trim().is_empty() && !key.trim().is_empty() => {}
-                _ => {
-                    return Err(ConfigError {
-                        var: "HEALTHKIT_API_KEYS",
-                        message: "expected comma-separated user_id=api_key pairs".into(),
-                    });
-                }
-            }
-        }
-        // The first matching key would win, landing one user's data under another.
-        let mut seen: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
-        for (user, key) in self
-            .healthkit_api_keys
-            .iter()
-            .filter_map(|p| p.split_once('='))
-            .map(|(u, k)| (u.trim(), k.trim()))
-        {
-            if let Some(first) = seen.insert(key, user) {
-                return Err(ConfigError {
-                    var: "HEALTHKIT_API_KEYS",
-                    message: format!(
-                        "users `{first}` and `{user}` have the same API key; every user needs their own"
-                    ),
-                });
-            }
-        }
-        if self.oura_verification_token().is_some()
-            && Self::keys(&self.oura_client_secret).is_empty()
-        {
-            return Err(ConfigError {
-                var: "OURA_CLIENT_SECRET",
-                message: "OURA_VERIFICATION_TOKEN is set but no client secret to verify deliveries"
-                    .into(),
-            });
-        }
+        self.vendors.verifiers(self.signature_tolerance)?;
         if let Some(json) = &self.generic_hmac_sources {
             crate::generic_sources::parse(json)?;
         }
@@ -288,33 +192,6 @@ impl Config {
         }
         Ok(())
     }
-
-    /// Secrets as key bytes, empty entries dropped (a trailing comma is not a secret).
-    pub fn keys(list: &[String]) -> Vec<Vec<u8>> {
-        list.iter()
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
-            .map(|s| s.as_bytes().to_vec())
-            .collect()
-    }
-
-    /// The Oura handshake token; an empty variable counts as unset.
-    pub fn oura_verification_token(&self) -> Option<String> {
-        self.oura_verification_token
-            .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_string)
-    }
-
-    /// HealthKit `(user_id, api_key)` pairs.
-    pub fn healthkit_keys(&self) -> Vec<(String, String)> {
-        self.healthkit_api_keys
-            .iter()
-            .filter_map(|p| p.split_once('='))
-            .map(|(u, k)| (u.trim().to_string(), k.trim().to_string()))
-            .collect()
-    }
 }
 
 #[cfg(test)]
@@ -327,14 +204,13 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_healthkit_keys_refuse_start_without_naming_the_key() {
+    fn vendor_settings_are_checked_at_start() {
         assert!(parse(&["--healthkit-api-keys", "alice=k1,bob=k2,alice=k3"]).is_ok());
         let err = parse(&["--healthkit-api-keys", "alice=sk-secret-1,bob= sk-secret-1"])
             .expect_err("duplicate key");
         assert_eq!(err.var, "HEALTHKIT_API_KEYS");
-        let text = err.to_string();
-        assert!(text.contains("alice") && text.contains("bob"), "{text}");
-        assert!(!text.contains("sk-secret-1"), "{text}");
+        let err = parse(&["--oura-verification-token", "t"]).expect_err("token without secret");
+        assert_eq!(err.var, "OURA_CLIENT_SECRET");
     }
 
     #[test]

@@ -13,13 +13,11 @@
 use http::HeaderName;
 use serde::Deserialize;
 
-use crate::config::ConfigError;
-use crate::verify::{
+use bridge_core::config::ConfigError;
+use vendors::Vendor;
+use vendors::verify::{
     Algorithm, Encoding, GenericHmacConfig, SignedContent, TimestampHeader, TimestampUnit,
 };
-
-/// Route names a generic source may not take.
-const BUILT_IN: [&str; 5] = ["oura", "whoop", "terra", "polar", "healthkit"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,7 +74,7 @@ fn convert(s: Source) -> Result<GenericSource, ConfigError> {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if !valid_name || BUILT_IN.contains(&name.as_str()) {
+    if !valid_name || name.parse::<Vendor>().is_ok() {
         return Err(err(format!(
             "source name {name:?} must be [a-z0-9_-]+ and not a built-in vendor"
         )));

@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod config;
+pub mod error;
 pub mod generic_sources;
 pub mod metrics;
 pub mod producer;
@@ -9,4 +10,3 @@ pub mod ready;
 pub mod routes;
 pub mod serve;
 pub mod trace_context;
-pub mod verify;

@@ -17,18 +17,17 @@ use tracing::Instrument;
 use warp::Filter;
 use warp::reply::Response;
 
+use crate::error::IngestError;
 use crate::metrics::Metrics;
 use crate::producer;
 use crate::ready::Readiness;
 use crate::trace_context::{self, Incoming};
-use crate::verify::{Head, OuraVerifier, Request, Verified, Verifier, VerifyError};
+use vendors::verify::{Head, Request, Verified, Verifier};
 
 /// Everything a request handler needs, shared by all connections.
 pub struct App {
     /// Verifier per vendor route name; a vendor absent here answers 404.
     pub verifiers: HashMap<String, Arc<dyn Verifier>>,
-    /// Oura's verifier again, for the subscription handshake (GET).
-    pub oura: Option<Arc<OuraVerifier>>,
     /// Idempotent `acks=all` producer.
     pub producer: FutureProducer,
     /// Envelope codec pinned to the registry id.
@@ -162,7 +161,7 @@ async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible> {
     } else {
         (StatusCode::BAD_REQUEST, "bad request")
     };
-    Ok(error(status, message))
+    Ok(json_error(status, message))
 }
 
 fn ready(app: &App) -> Response {
@@ -175,28 +174,6 @@ fn ready(app: &App) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     json(status, &body)
-}
-
-/// One answer per kind of verification failure, so the body does not tell an
-/// attacker which check failed (stale or forged, unknown key or missing key).
-fn refusal(app: &App, vendor: &str, e: VerifyError) -> Response {
-    app.metrics.rejected(vendor, e.reason());
-    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-    let message = match status {
-        StatusCode::BAD_REQUEST => "bad request",
-        StatusCode::FORBIDDEN => "forbidden",
-        _ => "unauthorized",
-    };
-    error(status, message)
-}
-
-fn unavailable(app: &App) -> Response {
-    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable");
-    r.headers_mut().insert(
-        http::header::RETRY_AFTER,
-        http::HeaderValue::from(app.retry_after_secs),
-    );
-    r
 }
 
 async fn handle<S, B>(
@@ -212,70 +189,66 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
-    let Some(verifier) = app.verifiers.get(vendor) else {
-        app.metrics.rejected("unknown", "unknown_vendor");
-        return error(StatusCode::NOT_FOUND, "unknown vendor");
-    };
-    if method == Method::GET && vendor == "oura" {
-        return oura_handshake(app, query.as_deref());
+    match ingest(app, vendor, method, headers, query, body, trace).await {
+        Ok(response) => response,
+        Err(IngestError::UnknownVendor) => IngestError::UnknownVendor.respond(app, "unknown"),
+        Err(e) => e.respond(app, vendor),
+    }
+}
+
+/// Authenticates and appends one webhook: `Ok` is the answer to give (202 with the
+/// envelope id, or a handshake's or ping's answer), `Err` why nothing was appended.
+async fn ingest<S, B>(
+    app: &App,
+    vendor: &str,
+    method: Method,
+    headers: HeaderMap,
+    query: Option<String>,
+    body: S,
+    trace: Incoming,
+) -> Result<Response, IngestError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let verifier = app
+        .verifiers
+        .get(vendor)
+        .ok_or(IngestError::UnknownVendor)?;
+    if method == Method::GET
+        && let Some(answer) = verifier.handshake(query.as_deref())
+    {
+        return Ok(json(StatusCode::OK, &answer?));
     }
     if method != Method::POST {
-        app.metrics.rejected(vendor, "method");
-        return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        return Err(IngestError::Method);
     }
     // Everything decidable from the head is decided before one body byte is read:
     // an unauthenticated client costs no buffer and no budget.
     let content_length = match headers.get(http::header::CONTENT_LENGTH) {
         None => None,
-        Some(v) => match v.to_str().ok().and_then(|v| v.parse::<u64>().ok()) {
-            Some(n) => Some(n),
-            None => {
-                app.metrics.rejected(vendor, "bad_content_length");
-                return error(StatusCode::BAD_REQUEST, "bad request");
-            }
-        },
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or(IngestError::BadContentLength)?,
+        ),
     };
     let head = Head {
         headers: &headers,
         content_length,
         now: unix_now(),
     };
-    if let Err(e) = verifier.precheck(&head) {
-        return refusal(app, vendor, e);
-    }
+    verifier.precheck(&head)?;
     if content_length.is_some_and(|n| n > app.max_body_bytes) {
-        app.metrics.rejected(vendor, "too_large");
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+        return Err(IngestError::TooLarge);
     }
     // A client that trickles its body must not hold a connection and a buffer forever.
     let read = tokio::time::timeout(
         app.body_read_timeout,
         read_body(body, content_length, app.max_body_bytes, &app.body_budget),
     );
-    let (body, _budget) = match read.await.unwrap_or(Err(BodyError::Timeout)) {
-        Ok(read) => read,
-        Err(BodyError::Timeout) => {
-            app.metrics.rejected(vendor, "body_timeout");
-            return error(StatusCode::REQUEST_TIMEOUT, "body not received in time");
-        }
-        Err(BodyError::TooLarge) => {
-            app.metrics.rejected(vendor, "too_large");
-            return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
-        }
-        Err(BodyError::Read) => {
-            app.metrics.rejected(vendor, "body_read");
-            return error(StatusCode::BAD_REQUEST, "could not read body");
-        }
-        Err(BodyError::Budget) => {
-            tracing::warn!(
-                message = "Body budget exhausted; answering 503.",
-                vendor,
-                bytes = content_length
-            );
-            app.metrics.rejected(vendor, "body_budget");
-            return unavailable(app);
-        }
-    };
+    let (body, _budget) = read.await.unwrap_or(Err(IngestError::BodyTimeout))?;
     let now = unix_now();
     let query = query.filter(|_| verifier.records_query());
     let request = Request {
@@ -284,10 +257,9 @@ where
         body: &body,
         now,
     };
-    let principal = match verifier.verify(&request) {
-        Ok(Verified::Accept { principal }) => principal,
-        Ok(Verified::Ping) => return json(StatusCode::OK, r#"{"status":"ok"}"#),
-        Err(e) => return refusal(app, vendor, e),
+    let principal = match verifier.verify(&request)? {
+        Verified::Accept { principal } => principal,
+        Verified::Ping => return Ok(json(StatusCode::OK, r#"{"status":"ok"}"#)),
     };
     let key = verifier
         .partition_key(&request, principal.as_deref())
@@ -322,14 +294,11 @@ where
         body,
         edge_instance: app.instance_id.clone(),
     };
-    let payload = match app.codec.encode(envelope.into_avro()) {
-        Ok(p) => p,
-        Err(e) => {
-            // The schema is ours and fixed: failing here is a bug, not bad input.
-            tracing::error!(message = "Failed to encode envelope.", error = %e, vendor);
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
-        }
-    };
+    // The schema is ours and fixed: failing here is a bug, not bad input.
+    let payload = app
+        .codec
+        .encode(envelope.into_avro())
+        .map_err(|e| IngestError::Encode(e.to_string()))?;
     let produce_started = Instant::now();
     let appended = producer::append(
         &app.producer,
@@ -340,51 +309,17 @@ where
         app.produce_timeout,
     )
     .await;
-    if let Err(e) = &appended {
-        app.metrics
-            .produced(e.reason(), produce_started.elapsed().as_secs_f64());
-    }
-    match appended {
-        Ok(_) => {
-            app.metrics
-                .produced("acked", produce_started.elapsed().as_secs_f64());
-            json(StatusCode::ACCEPTED, &format!(r#"{{"id":"{event_id}"}}"#))
-        }
-        Err(producer::ProduceError::TooLarge) => {
-            tracing::warn!(
-                message = "Record larger than Kafka accepts; answering 413.",
-                vendor,
-                bytes = payload.len()
-            );
-            app.metrics.rejected(vendor, "kafka_too_large");
-            error(StatusCode::PAYLOAD_TOO_LARGE, "body too large")
-        }
-        Err(e) => {
-            tracing::warn!(message = "Kafka did not take the record; answering 503.", error = %e, vendor);
-            app.metrics.rejected(vendor, e.reason());
-            unavailable(app)
-        }
-    }
-}
-
-fn oura_handshake(app: &App, query: Option<&str>) -> Response {
-    let Some(oura) = &app.oura else {
-        return error(StatusCode::NOT_FOUND, "unknown vendor");
+    let outcome = match &appended {
+        Ok(_) => "acked",
+        Err(e) => e.reason(),
     };
-    match oura.handshake(query.unwrap_or("")) {
-        Ok(challenge) => {
-            let body = serde_json::json!({ "challenge": challenge }).to_string();
-            json(StatusCode::OK, &body)
-        }
-        Err(e) => refusal(app, "oura", e),
-    }
-}
-
-enum BodyError {
-    TooLarge,
-    Read,
-    Timeout,
-    Budget,
+    app.metrics
+        .produced(outcome, produce_started.elapsed().as_secs_f64());
+    appended?;
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &format!(r#"{{"id":"{event_id}"}}"#),
+    ))
 }
 
 /// Reads the body into memory, holding budget permits for every byte buffered, taken
@@ -396,7 +331,7 @@ async fn read_body<S, B>(
     announced: Option<u64>,
     max: u64,
     budget: &Arc<Semaphore>,
-) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), BodyError>
+) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), IngestError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
@@ -406,10 +341,10 @@ where
     // Capped: a client announcing 1 MiB and sending nothing must not get it allocated.
     let mut buf = Vec::with_capacity(announced.unwrap_or(0).min(max).min(64 * 1024) as usize);
     while let Some(chunk) = body.next().await {
-        let mut chunk = chunk.map_err(|_| BodyError::Read)?;
+        let mut chunk = chunk.map_err(|_| IngestError::BodyRead)?;
         let len = (buf.len() + chunk.remaining()) as u64;
         if len > max {
-            return Err(BodyError::TooLarge);
+            return Err(IngestError::TooLarge);
         }
         if len > reserved {
             let more = reserve(budget, len - reserved).await?;
@@ -429,11 +364,11 @@ where
     Ok((buf, held))
 }
 
-async fn reserve(budget: &Arc<Semaphore>, bytes: u64) -> Result<OwnedSemaphorePermit, BodyError> {
-    let n = u32::try_from(bytes).map_err(|_| BodyError::TooLarge)?;
+async fn reserve(budget: &Arc<Semaphore>, bytes: u64) -> Result<OwnedSemaphorePermit, IngestError> {
+    let n = u32::try_from(bytes).map_err(|_| IngestError::TooLarge)?;
     match tokio::time::timeout(BUDGET_WAIT, budget.clone().acquire_many_owned(n)).await {
         Ok(Ok(permit)) => Ok(permit),
-        _ => Err(BodyError::Budget),
+        _ => Err(IngestError::BodyBudget),
     }
 }
 
@@ -461,6 +396,7 @@ fn json(status: StatusCode, body: &str) -> Response {
     r
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
+/// A JSON error body `{"error": message}` with `status`.
+pub(crate) fn json_error(status: StatusCode, message: &str) -> Response {
     json(status, &serde_json::json!({ "error": message }).to_string())
 }

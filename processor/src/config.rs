@@ -5,11 +5,10 @@ use std::time::Duration;
 
 use bridge_core::defaults;
 use chrono::{DateTime, Utc};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::fetch::crypto::{KeyError, TokenCipher};
-use crate::fetch::notification::Vendor;
-use crate::fetch::ratelimit::{Quota, VendorQuotas};
+use vendors::Vendor;
 
 /// Command line: `processor` runs the service (`run` is the default).
 #[derive(Debug, Parser)]
@@ -80,30 +79,20 @@ pub struct Redrive {
     pub dry_run: bool,
 }
 
-/// A vendor whose accounts can be linked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LinkVendor {
-    /// Oura.
-    Oura,
-    /// WHOOP.
-    Whoop,
-}
-
-impl From<LinkVendor> for Vendor {
-    fn from(v: LinkVendor) -> Self {
-        match v {
-            LinkVendor::Oura => Vendor::Oura,
-            LinkVendor::Whoop => Vendor::Whoop,
-        }
-    }
+/// A vendor by its route name (`oura`, `whoop`, …), for `--vendor`.
+fn vendor_arg(s: &str) -> Result<Vendor, String> {
+    s.parse::<Vendor>().map_err(|e| {
+        let known: Vec<&str> = Vendor::ALL.iter().map(|v| v.as_str()).collect();
+        format!("{e}; one of {}", known.join(", "))
+    })
 }
 
 /// `processor link-account` arguments.
 #[derive(Debug, Clone, Args)]
 pub struct LinkAccount {
-    /// Vendor.
-    #[arg(long, value_enum)]
-    pub vendor: LinkVendor,
+    /// Vendor route name; its webhooks must be notifications this processor fetches.
+    #[arg(long, value_parser = vendor_arg)]
+    pub vendor: Vendor,
     /// The vendor's user id, as its webhooks name it (Oura `user_id`, WHOOP `user_id`).
     #[arg(long)]
     pub vendor_user_id: String,
@@ -128,40 +117,17 @@ pub struct LinkAccount {
 /// `processor unlink-account` arguments.
 #[derive(Debug, Clone, Args)]
 pub struct UnlinkAccount {
-    /// Vendor.
-    #[arg(long, value_enum)]
-    pub vendor: LinkVendor,
+    /// Vendor route name.
+    #[arg(long, value_parser = vendor_arg)]
+    pub vendor: Vendor,
     /// The vendor's user id.
     #[arg(long)]
     pub vendor_user_id: String,
 }
 
-/// A secret setting: never printed by `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
+pub use bridge_core::config::Secret;
 
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
-}
-
-impl Secret {
-    /// The value.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Fetch-after-notify settings (Oura, WHOOP).
+/// Fetch-after-notify settings: the engine's, then every fetched vendor's.
 #[derive(Debug, Clone, Args)]
 pub struct FetchConfig {
     /// 32-byte key encrypting linked-account tokens at rest, as base64 or hex. Required
@@ -169,72 +135,10 @@ pub struct FetchConfig {
     #[arg(long, env = "TOKEN_ENCRYPTION_KEY", hide_env_values = true)]
     pub token_encryption_key: Option<Secret>,
 
-    /// Oura REST base URL.
-    #[arg(
-        long,
-        env = "OURA_API_BASE_URL",
-        default_value = "https://api.ouraring.com"
-    )]
-    pub oura_api_base_url: String,
-
-    /// WHOOP REST base URL (the `/v2/...` paths are appended).
-    #[arg(
-        long,
-        env = "WHOOP_API_BASE_URL",
-        default_value = "https://api.prod.whoop.com/developer"
-    )]
-    pub whoop_api_base_url: String,
-
-    /// Oura OAuth2 token endpoint (refresh grant).
-    #[arg(
-        long,
-        env = "OURA_TOKEN_URL",
-        default_value = "https://api.ouraring.com/oauth/token"
-    )]
-    pub oura_token_url: String,
-
-    /// WHOOP OAuth2 token endpoint (refresh grant).
-    #[arg(
-        long,
-        env = "WHOOP_TOKEN_URL",
-        default_value = "https://api.prod.whoop.com/oauth/oauth2/token"
-    )]
-    pub whoop_token_url: String,
-
-    /// Oura OAuth client id (needed to refresh tokens).
-    #[arg(long, env = "OURA_CLIENT_ID")]
-    pub oura_client_id: Option<String>,
-
-    /// Oura OAuth client secret (the same secret the edge verifies webhooks with).
-    #[arg(long, env = "OURA_CLIENT_SECRET", hide_env_values = true)]
-    pub oura_client_secret: Option<Secret>,
-
-    /// WHOOP OAuth client id (needed to refresh tokens).
-    #[arg(long, env = "WHOOP_CLIENT_ID")]
-    pub whoop_client_id: Option<String>,
-
-    /// WHOOP OAuth client secret (the same secret the edge verifies webhooks with).
-    #[arg(long, env = "WHOOP_CLIENT_SECRET", hide_env_values = true)]
-    pub whoop_client_secret: Option<Secret>,
-
-    /// Oura requests per period for the whole application. Oura documents 5,000
-    /// requests per 5 minutes (vendors.md §1.1).
-    #[arg(long, env = "OURA_RATE_LIMIT", default_value = "5000/5m")]
-    pub oura_rate_limit: Quota,
-
-    /// Oura requests per period for one linked account (Oura does not say whether its
-    /// limit is per application or per user, so both are enforced).
-    #[arg(long, env = "OURA_ACCOUNT_RATE_LIMIT", default_value = "5000/5m")]
-    pub oura_account_rate_limit: Quota,
-
-    /// WHOOP requests per period for the whole application (WHOOP's default app limit
-    /// is 100 requests per minute).
-    #[arg(long, env = "WHOOP_RATE_LIMIT", default_value = "100/1m")]
-    pub whoop_rate_limit: Quota,
-
-    /// WHOOP requests per period for one linked account.
-    #[arg(long, env = "WHOOP_ACCOUNT_RATE_LIMIT", default_value = "100/1m")]
-    pub whoop_account_rate_limit: Quota,
+    /// Every fetched vendor's settings (API and token URLs, client credentials, rate
+    /// limits), from its folder in the `vendors` crate.
+    #[command(flatten)]
+    pub vendors: vendors::ProcessorArgs,
 
     /// Longest a fetch waits for a rate-limit slot or a short Retry-After before the
     /// notification is parked instead, so a partition never waits on one vendor or user.
@@ -275,22 +179,6 @@ impl FetchConfig {
             .as_ref()
             .map(|k| TokenCipher::from_env_value(k.expose()))
             .transpose()
-    }
-
-    /// Oura quotas.
-    pub fn oura_quotas(&self) -> VendorQuotas {
-        VendorQuotas {
-            vendor: self.oura_rate_limit,
-            account: self.oura_account_rate_limit,
-        }
-    }
-
-    /// WHOOP quotas.
-    pub fn whoop_quotas(&self) -> VendorQuotas {
-        VendorQuotas {
-            vendor: self.whoop_rate_limit,
-            account: self.whoop_account_rate_limit,
-        }
     }
 }
 
@@ -388,7 +276,7 @@ pub struct Config {
     #[arg(long, env = "TOPIC_PARTITIONS", default_value_t = 4)]
     pub topic_partitions: i32,
 
-    /// Oura/WHOOP fetch settings.
+    /// Fetch-after-notify settings.
     #[command(flatten)]
     pub fetch: FetchConfig,
 }
@@ -425,12 +313,13 @@ impl Config {
                 message: e.to_string(),
             });
         }
-        for (var, url) in [
-            ("OURA_API_BASE_URL", &self.fetch.oura_api_base_url),
-            ("WHOOP_API_BASE_URL", &self.fetch.whoop_api_base_url),
-            ("OURA_TOKEN_URL", &self.fetch.oura_token_url),
-            ("WHOOP_TOKEN_URL", &self.fetch.whoop_token_url),
-        ] {
+        let fetched = self.fetch.vendors.fetched();
+        for (var, url) in fetched.iter().flat_map(|(_, spec)| {
+            [
+                (spec.api_base_var, &spec.api_base),
+                (spec.oauth.token_url_var, &spec.oauth.token_url),
+            ]
+        }) {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError {
                     var,

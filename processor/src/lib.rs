@@ -6,7 +6,6 @@ pub mod error;
 pub mod fetch;
 pub mod health;
 pub mod metrics;
-pub mod model;
 pub mod normalize;
 pub mod pipeline;
 pub mod publish;
@@ -14,3 +13,5 @@ pub mod replay;
 pub mod service;
 pub mod sink;
 pub mod topics;
+
+pub use bridge_core::model;

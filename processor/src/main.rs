@@ -102,8 +102,17 @@ async fn link_account(config: &Config, args: LinkAccount) -> anyhow::Result<()> 
             "TOKEN_ENCRYPTION_KEY must be set to link an account (tokens are stored encrypted)"
         );
     }
+    let vendor = args.vendor;
+    if !config
+        .fetch
+        .vendors
+        .fetched()
+        .iter()
+        .any(|(fetched, _)| *fetched == vendor)
+    {
+        anyhow::bail!("{vendor} webhooks carry their data; there is no account to link");
+    }
     let store = accounts(config).await?;
-    let vendor = args.vendor.into();
     let woken = store
         .link(&NewAccount {
             vendor,
@@ -126,7 +135,7 @@ async fn link_account(config: &Config, args: LinkAccount) -> anyhow::Result<()> 
 
 async fn unlink_account(config: &Config, args: UnlinkAccount) -> anyhow::Result<()> {
     let store = accounts(config).await?;
-    let vendor = args.vendor.into();
+    let vendor = args.vendor;
     let existed = store
         .unlink(vendor, &args.vendor_user_id)
         .await

@@ -16,10 +16,8 @@ use warp::http::StatusCode;
 use crate::config::Config;
 use crate::dedup::Dedup;
 use crate::fetch::accounts::{AccountError, AccountStore};
-use crate::fetch::api::OAuthClient;
 use crate::fetch::parking::{Backoff, ParkStore};
-use crate::fetch::ratelimit::RateLimits;
-use crate::fetch::{Endpoints, Fetch, Fetcher, Settings};
+use crate::fetch::{Fetch, Fetcher, Settings};
 use crate::metrics::Metrics;
 use crate::pipeline::{BatchLimits, LagContext, Pipeline, Topics};
 use crate::publish::{self, READING_KEY_SCHEMA, READING_SCHEMA};
@@ -193,7 +191,7 @@ pub async fn start(
     Ok(pipeline.run(shutdown))
 }
 
-/// Builds the Oura/WHOOP fetch stage. Refuses to start when linked accounts exist and
+/// Builds the fetch stage for every fetched vendor. Refuses to start when linked accounts exist and
 /// TOKEN_ENCRYPTION_KEY is missing or does not decrypt them.
 pub(crate) async fn fetch_stage(
     config: &Config,
@@ -215,18 +213,23 @@ pub(crate) async fn fetch_stage(
         }
         Err(e) => return Err(e).context("reading linked_accounts"),
     }
-    for (var, set) in [
-        ("OURA_CLIENT_ID", f.oura_client_id.is_some()),
-        ("OURA_CLIENT_SECRET", f.oura_client_secret.is_some()),
-        ("WHOOP_CLIENT_ID", f.whoop_client_id.is_some()),
-        ("WHOOP_CLIENT_SECRET", f.whoop_client_secret.is_some()),
-    ] {
-        if !set {
-            tracing::warn!(
-                message =
-                    "OAuth client setting missing; tokens of that vendor cannot be refreshed.",
-                var
-            );
+    let specs = f.vendors.fetched();
+    for (vendor, spec) in &specs {
+        for (var, set) in [
+            (spec.oauth.client_id_var, spec.oauth.client_id.is_some()),
+            (
+                spec.oauth.client_secret_var,
+                spec.oauth.client_secret.is_some(),
+            ),
+        ] {
+            if !set {
+                tracing::warn!(
+                    message =
+                        "OAuth client setting missing; tokens of that vendor cannot be refreshed.",
+                    %vendor,
+                    var
+                );
+            }
         }
     }
     let http = reqwest::Client::builder()
@@ -236,29 +239,6 @@ pub(crate) async fn fetch_stage(
         ))
         .build()
         .context("building the HTTP client")?;
-    let secret = |s: &Option<crate::config::Secret>| s.as_ref().map(|s| s.expose().to_owned());
-    let oura = Endpoints {
-        api_base: f.oura_api_base_url.clone(),
-        oauth: OAuthClient {
-            token_url: f.oura_token_url.clone(),
-            client_id: f.oura_client_id.clone(),
-            client_secret: secret(&f.oura_client_secret),
-            refresh_scope: None,
-        },
-        client_id_var: "OURA_CLIENT_ID",
-        client_secret_var: "OURA_CLIENT_SECRET",
-    };
-    let whoop = Endpoints {
-        api_base: f.whoop_api_base_url.clone(),
-        oauth: OAuthClient {
-            token_url: f.whoop_token_url.clone(),
-            client_id: f.whoop_client_id.clone(),
-            client_secret: secret(&f.whoop_client_secret),
-            refresh_scope: Some("offline"),
-        },
-        client_id_var: "WHOOP_CLIENT_ID",
-        client_secret_var: "WHOOP_CLIENT_SECRET",
-    };
     let settings = Settings {
         max_wait: f.fetch_max_wait,
         request_timeout: f.fetch_timeout,
@@ -268,9 +248,8 @@ pub(crate) async fn fetch_stage(
         // WHOOP and Oura document no default; a minute is a polite guess.
         default_retry_after: Duration::from_secs(60),
     };
-    let limits = RateLimits::new(f.oura_quotas(), f.whoop_quotas());
     Ok(Fetch {
-        fetcher: Fetcher::new(accounts, http, oura, whoop, limits, settings, metrics),
+        fetcher: Fetcher::new(accounts, http, specs, settings, metrics),
         parked: ParkStore::new(sink.pool().clone()),
         backoff: Backoff {
             base: f.park_retry_base,

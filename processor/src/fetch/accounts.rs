@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::crypto::{TokenCipher, aad};
-use super::notification::Vendor;
+use vendors::Vendor;
 
 const GET_ACCOUNT: &str = include_str!("sql/get_account.sql");
 const CLAIM_REFRESH: &str = include_str!("sql/claim_refresh.sql");
@@ -68,6 +68,10 @@ pub enum AccountError {
     /// A stored token does not decrypt with the configured key.
     #[error(transparent)]
     Decrypt(#[from] super::crypto::DecryptError),
+    /// A row names a vendor this build does not know (written by a newer build, or by
+    /// hand): refused rather than read as some other vendor's account.
+    #[error("linked_accounts row of unknown vendor {0:?}")]
+    UnknownVendor(String),
 }
 
 /// What `link-account` stores.
@@ -156,12 +160,14 @@ impl AccountStore {
 
     fn decode(&self, row: Row) -> Result<Account, AccountError> {
         let (vendor, vuid, user_id, access, refresh, expires_at, status, version) = row;
+        let known = vendor
+            .parse::<Vendor>()
+            .map_err(|e| AccountError::UnknownVendor(e.0))?;
         let cipher = self.cipher()?;
         let access = cipher.decrypt(&access, &aad(&vendor, &vuid, "access_token"))?;
         let refresh = cipher.decrypt(&refresh, &aad(&vendor, &vuid, "refresh_token"))?;
         Ok(Account {
-            // The table's CHECK constraint only admits fetched vendors.
-            vendor: Vendor::from_route(&vendor).unwrap_or(Vendor::Oura),
+            vendor: known,
             vendor_user_id: vuid,
             user_id,
             access_token: access,

@@ -81,17 +81,24 @@ pub async fn capped_body(mut response: reqwest::Response, max: usize) -> Result<
     Ok(out)
 }
 
-/// `GET url` with a bearer token.
-#[tracing::instrument(skip(http, token), fields(status))]
-pub async fn get(http: &reqwest::Client, url: &str, token: &str, timeout: Duration) -> GetResult {
-    let response = match http
+/// `GET url` with a bearer token and the vendor's extra headers (API keys).
+#[tracing::instrument(skip(http, token, headers), fields(status))]
+pub async fn get(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    headers: &[(&'static str, String)],
+    timeout: Duration,
+) -> GetResult {
+    let mut request = http
         .get(url)
         .bearer_auth(token)
         .header("accept", "application/json")
-        .timeout(timeout)
-        .send()
-        .await
-    {
+        .timeout(timeout);
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let response = match request.send().await {
         Ok(r) => r,
         Err(e) => return GetResult::Unavailable(e.to_string()),
     };
@@ -133,6 +140,8 @@ pub struct OAuthClient {
     /// Scope to request on refresh: WHOOP only issues a new refresh token when the
     /// request asks for `offline`.
     pub refresh_scope: Option<&'static str>,
+    /// Client credentials in the body or as HTTP Basic.
+    pub client_auth: vendors::fetch::ClientAuth,
 }
 
 impl std::fmt::Debug for OAuthClient {
@@ -184,7 +193,7 @@ pub enum RefreshError {
 
 impl OAuthClient {
     /// The OAuth2 `refresh_token` grant (RFC 6749 §6), client credentials in the body
-    /// (both vendors document `client_secret_post`).
+    /// or as HTTP Basic, as the vendor documents.
     #[tracing::instrument(skip_all, fields(token_url = %self.token_url))]
     pub async fn refresh(
         &self,
@@ -202,19 +211,22 @@ impl OAuthClient {
             .client_secret
             .as_deref()
             .ok_or(RefreshError::NotConfigured(secret_var))?;
+        let basic = self.client_auth == vendors::fetch::ClientAuth::Basic;
         let mut form = vec![
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token),
-            ("client_id", id),
-            ("client_secret", secret),
         ];
+        if !basic {
+            form.extend([("client_id", id), ("client_secret", secret)]);
+        }
         if let Some(scope) = self.refresh_scope {
             form.push(("scope", scope));
         }
-        let response = http
-            .post(&self.token_url)
-            .form(&form)
-            .timeout(timeout)
+        let mut request = http.post(&self.token_url).form(&form).timeout(timeout);
+        if basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| RefreshError::Unavailable(e.to_string()))?;

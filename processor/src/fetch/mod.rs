@@ -1,6 +1,7 @@
-//! Fetch-after-notify for Oura and WHOOP: their webhooks carry only ids, so each
-//! notification is turned into REST calls with the linked account's OAuth token, and the
-//! fetched documents into readings by the pure normalizers.
+//! Fetch-after-notify, vendor-free: the webhooks of notification vendors carry only ids,
+//! so each notification is turned (by its vendor's [`Notify`] and [`Job`], in the
+//! `vendors` crate) into REST calls made here with the linked account's OAuth token,
+//! and the fetched documents into readings by the vendor's pure normalizers.
 //!
 //! Nothing here waits long: a request that would wait more than the rate-limit bound, a
 //! vendor that answers 429/5xx twice, an account that needs re-authorisation and an
@@ -10,13 +11,9 @@
 pub mod accounts;
 pub mod api;
 pub mod crypto;
-pub mod notification;
 pub mod parking;
 pub mod ratelimit;
 pub mod worker;
-
-/// Longest token lifetime believed from a vendor (a year): bounds date arithmetic.
-const MAX_TOKEN_LIFETIME_SECS: u64 = 365 * 24 * 3600;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,17 +23,19 @@ use chrono::Utc;
 use serde_json::Value;
 
 use crate::metrics::Metrics;
-use crate::model::{Normalized, Tombstone};
-use crate::normalize::whoop::{self, ScoreState, WhoopDocKind};
-use crate::normalize::{NormalizeError, oura};
+use crate::model::Normalized;
 use accounts::{Account, AccountError, AccountStore, Claim, NewTokens, STATUS_ACTIVE};
 use api::{GetResult, OAuthClient, RefreshError};
-use notification::{Action, Vendor, WhoopId};
 use parking::{Backoff, Park, ParkReason, ParkStore};
-use ratelimit::RateLimits;
+use ratelimit::{RateLimits, VendorQuotas};
+use vendors::Vendor;
+use vendors::fetch::{Api, BoxFuture, FetchSpec, Notify, Stop as VendorStop};
+
+/// Longest token lifetime believed from a vendor (a year): bounds date arithmetic.
+const MAX_TOKEN_LIFETIME_SECS: u64 = 365 * 24 * 3600;
 
 /// One vendor's endpoints.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Endpoints {
     /// REST base URL, without a trailing slash (`https://api.ouraring.com`).
     pub api_base: String,
@@ -46,6 +45,40 @@ pub struct Endpoints {
     pub client_id_var: &'static str,
     /// Name of the client-secret variable, for error messages.
     pub client_secret_var: &'static str,
+    /// Headers sent on every API call besides the token.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Endpoints {
+    fn from_spec(spec: &FetchSpec) -> Self {
+        Endpoints {
+            api_base: spec.api_base.clone(),
+            oauth: OAuthClient {
+                token_url: spec.oauth.token_url.clone(),
+                client_id: spec.oauth.client_id.clone(),
+                client_secret: spec
+                    .oauth
+                    .client_secret
+                    .as_ref()
+                    .map(|s| s.expose().to_owned()),
+                refresh_scope: spec.oauth.refresh_scope,
+                client_auth: spec.oauth.client_auth,
+            },
+            client_id_var: spec.oauth.client_id_var,
+            client_secret_var: spec.oauth.client_secret_var,
+            headers: spec
+                .headers
+                .iter()
+                .map(|(name, value)| (*name, value.expose().to_owned()))
+                .collect(),
+        }
+    }
+}
+
+/// One fetched vendor: how to read its webhooks and where to fetch.
+struct Fetched {
+    notify: Box<dyn Notify>,
+    endpoints: Endpoints,
 }
 
 /// Timing knobs.
@@ -87,26 +120,19 @@ pub enum Outcome {
     },
 }
 
-/// Why handling stopped early (internal).
+/// Why the engine stopped early (internal): what a vendor job may see, or the
+/// engine's own database.
 enum Stop {
     Park(ParkReason, Option<Duration>, String),
     NotFound(String),
-    Reject(&'static str, String),
     Db(AccountError),
-}
-
-impl From<NormalizeError> for Stop {
-    fn from(e: NormalizeError) -> Self {
-        Stop::Reject(e.reason(), e.to_string())
-    }
 }
 
 /// Fetches documents for notifications.
 pub struct Fetcher {
     accounts: AccountStore,
     http: reqwest::Client,
-    oura: Endpoints,
-    whoop: Endpoints,
+    vendors: HashMap<Vendor, Fetched>,
     limits: RateLimits,
     settings: Settings,
     /// One refresh at a time per account within this process (the refresh lease
@@ -143,29 +169,52 @@ struct Session {
 
 impl Fetcher {
     /// A fetcher.
+    /// A fetcher for these vendors (the registry's `ProcessorArgs::fetched`).
     pub fn new(
         accounts: AccountStore,
         http: reqwest::Client,
-        oura: Endpoints,
-        whoop: Endpoints,
-        limits: RateLimits,
+        specs: Vec<(Vendor, FetchSpec)>,
         settings: Settings,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let quotas = specs
+            .iter()
+            .map(|(v, spec)| {
+                let q = VendorQuotas {
+                    vendor: spec.vendor_quota,
+                    account: spec.account_quota,
+                };
+                (*v, q)
+            })
+            .collect();
+        let vendors: HashMap<Vendor, Fetched> = specs
+            .into_iter()
+            .map(|(v, spec)| {
+                let endpoints = Endpoints::from_spec(&spec);
+                (
+                    v,
+                    Fetched {
+                        notify: spec.notify,
+                        endpoints,
+                    },
+                )
+            })
+            .collect();
         let refresher = Arc::new(Refresher {
             accounts: accounts.clone(),
             http: http.clone(),
-            oura: oura.clone(),
-            whoop: whoop.clone(),
+            endpoints: vendors
+                .iter()
+                .map(|(v, f)| (*v, f.endpoints.clone()))
+                .collect(),
             metrics: metrics.clone(),
             owner: uuid::Uuid::new_v4(),
         });
         Fetcher {
             accounts,
             http,
-            oura,
-            whoop,
-            limits,
+            vendors,
+            limits: RateLimits::new(quotas),
             settings,
             refresh_locks: std::sync::Mutex::new(HashMap::new()),
             refresher,
@@ -173,11 +222,13 @@ impl Fetcher {
         }
     }
 
-    fn endpoints(&self, vendor: Vendor) -> &Endpoints {
-        match vendor {
-            Vendor::Oura => &self.oura,
-            Vendor::Whoop => &self.whoop,
-        }
+    /// The vendor of a raw envelope's route name, when its webhooks are notifications
+    /// this fetcher resolves.
+    pub fn vendor_of(&self, route: &str) -> Option<Vendor> {
+        route
+            .parse::<Vendor>()
+            .ok()
+            .filter(|v| self.vendors.contains_key(v))
     }
 
     /// Handles one notification body of `vendor` on the hot path (a consumed batch): a
@@ -207,8 +258,14 @@ impl Fetcher {
         body: &[u8],
         refresh_wait: Duration,
     ) -> Result<Outcome, AccountError> {
-        let n = match notification::parse(vendor, body) {
-            Ok(n) => n,
+        let Some(fetched) = self.vendors.get(&vendor) else {
+            return Ok(Outcome::Reject {
+                reason: "unknown_vendor",
+                detail: format!("{vendor} is not fetched by this processor"),
+            });
+        };
+        let prepared = match fetched.notify.prepare(body) {
+            Ok(p) => p,
             Err(e) => {
                 return Ok(Outcome::Reject {
                     reason: e.reason(),
@@ -216,19 +273,19 @@ impl Fetcher {
                 });
             }
         };
-        let vuid = n.vendor_user_id.clone();
+        let vuid = prepared.vendor_user_id;
         let park = |reason, retry_after, detail: String| Park {
             vendor_user_id: vuid.clone(),
             reason,
             retry_after,
             detail,
         };
-        if n.action == Action::Nothing {
+        let Some(job) = prepared.job else {
             return Ok(Outcome::Ready {
                 normalized: Normalized::default(),
                 note: None,
             });
-        }
+        };
         let account = match self.accounts.get(vendor, &vuid).await {
             Ok(Some(a)) => a,
             Ok(None) => {
@@ -238,7 +295,11 @@ impl Fetcher {
                     format!("no linked {vendor} account for this user"),
                 )));
             }
-            Err(e @ (AccountError::NoKey | AccountError::Decrypt(_))) => {
+            Err(
+                e @ (AccountError::NoKey
+                | AccountError::Decrypt(_)
+                | AccountError::UnknownVendor(_)),
+            ) => {
                 tracing::error!(message = "Linked-account tokens unreadable; parking.", error = %e, %vendor);
                 return Ok(Outcome::Park(park(
                     ParkReason::TokenKey,
@@ -255,22 +316,34 @@ impl Fetcher {
                 "account needs re-authorisation (processor link-account)".into(),
             )));
         }
-        let mut session = Session {
-            account,
-            refreshed: false,
-            refresh_wait,
+        let user = account.user_id.clone();
+        let mut api = SessionApi {
+            fetcher: self,
+            session: Session {
+                account,
+                refreshed: false,
+                refresh_wait,
+            },
+            db_error: None,
         };
-        let mut out = Normalized::default();
-        let mut note = None;
-        let result = self.run(&mut session, n.action, &mut out, &mut note).await;
+        let mut resolved = vendors::fetch::Resolved::default();
+        let result = job.run(&mut api, &user, &mut resolved).await;
+        let out = resolved.normalized;
+        let note = resolved
+            .note
+            .map(|n| park(n.reason, n.retry_after, n.detail));
         let stopped = match result {
             Ok(()) => None,
-            Err(Stop::Db(e)) => return Err(e),
-            Err(Stop::Reject(reason, detail)) => {
+            Err(VendorStop::Engine) => {
+                return Err(api.db_error.take().unwrap_or(AccountError::UnknownVendor(
+                    "engine stop without an error".into(),
+                )));
+            }
+            Err(VendorStop::Reject(reason, detail)) => {
                 return Ok(Outcome::Reject { reason, detail });
             }
-            Err(Stop::Park(reason, after, detail)) => Some(park(reason, after, detail)),
-            Err(Stop::NotFound(what)) => Some(park(
+            Err(VendorStop::Park(reason, after, detail)) => Some(park(reason, after, detail)),
+            Err(VendorStop::NotFound(what)) => Some(park(
                 ParkReason::NotFound,
                 None,
                 format!("{what} answered 404"),
@@ -292,117 +365,19 @@ impl Fetcher {
         })
     }
 
-    async fn run(
-        &self,
-        s: &mut Session,
-        action: Action,
-        out: &mut Normalized,
-        note: &mut Option<Park>,
-    ) -> Result<(), Stop> {
-        let user = s.account.user_id.clone();
-        let vuid = s.account.vendor_user_id.clone();
-        let score_note = |doc: &Value, what: &str| -> Option<Park> {
-            let (reason, state) = match whoop::score_state(doc) {
-                ScoreState::Scored => return None,
-                ScoreState::Pending => (ParkReason::PendingScore, "PENDING_SCORE"),
-                ScoreState::Unscorable => (ParkReason::Unscorable, "UNSCORABLE"),
-                ScoreState::Missing => (ParkReason::NoScoreState, "missing"),
-            };
-            Some(Park {
-                vendor_user_id: vuid.clone(),
-                reason,
-                retry_after: None,
-                detail: format!("whoop {what} score_state {state}"),
-            })
-        };
-        match action {
-            Action::Nothing => {}
-            Action::Delete(ids) => {
-                let vendor = s.account.vendor.as_str().to_owned();
-                out.tombstones.extend(ids.into_iter().map(|id| Tombstone {
-                    user_id: user.clone(),
-                    vendor: vendor.clone(),
-                    source_record_id: id,
-                }));
-            }
-            Action::Oura {
-                data_type,
-                object_id,
-            } => {
-                let path = format!(
-                    "/v2/usercollection/{}/{object_id}",
-                    notification::oura_path_type(&data_type)
-                );
-                let doc = self.get(s, &path).await?;
-                extend(out, oura::normalize_document(&user, &data_type, &doc)?);
-            }
-            Action::WhoopSleep(id) => {
-                let doc = self.get(s, &format!("/v2/activity/sleep/{id}")).await?;
-                *note = score_note(&doc, "sleep");
-                extend(
-                    out,
-                    whoop::normalize_document(&user, WhoopDocKind::Sleep, &doc)?,
-                );
-            }
-            Action::WhoopWorkout(id) => {
-                let doc = self.get(s, &format!("/v2/activity/workout/{id}")).await?;
-                *note = score_note(&doc, "workout");
-                extend(
-                    out,
-                    whoop::normalize_document(&user, WhoopDocKind::Workout, &doc)?,
-                );
-            }
-            Action::WhoopRecovery(id) => {
-                let cycle = match id {
-                    WhoopId::Int(c) => c,
-                    WhoopId::Uuid(sleep) => {
-                        // v2 recovery ids are (most likely) sleep ids: the sleep names
-                        // its cycle. Its readings come along at no extra request.
-                        let doc = self.get(s, &format!("/v2/activity/sleep/{sleep}")).await?;
-                        if score_note(&doc, "sleep").is_none() {
-                            extend(
-                                out,
-                                whoop::normalize_document(&user, WhoopDocKind::Sleep, &doc)?,
-                            );
-                        }
-                        cycle_id(&doc)?
-                    }
-                };
-                let doc = self.get(s, &format!("/v2/cycle/{cycle}/recovery")).await?;
-                *note = score_note(&doc, "recovery");
-                extend(
-                    out,
-                    whoop::normalize_document(&user, WhoopDocKind::Recovery, &doc)?,
-                );
-                // Day strain and energy; a cycle still running yields nothing yet.
-                let doc = self.get(s, &format!("/v2/cycle/{cycle}")).await?;
-                extend(
-                    out,
-                    whoop::normalize_document(&user, WhoopDocKind::Cycle, &doc)?,
-                );
-            }
-            Action::WhoopRecoveryDeletedBySleep(sleep) => {
-                // The recovery's rows are keyed by cycle; only the sleep knows it. If the
-                // sleep is gone too, the rows cannot be located (closed as not_found).
-                let doc = self.get(s, &format!("/v2/activity/sleep/{sleep}")).await?;
-                out.tombstones.push(Tombstone {
-                    user_id: user,
-                    vendor: "whoop".into(),
-                    source_record_id: format!("recovery:{}", cycle_id(&doc)?),
-                });
-            }
-        }
-        Ok(())
-    }
-
     /// One GET with rate limiting, token refresh (before expiry and once on a 401), one
     /// short retry on 5xx/network errors and one wait on a short `Retry-After`.
     async fn get(&self, s: &mut Session, path: &str) -> Result<Value, Stop> {
         let vendor = s.account.vendor;
-        let url = format!(
-            "{}{path}",
-            self.endpoints(vendor).api_base.trim_end_matches('/')
-        );
+        let Some(fetched) = self.vendors.get(&vendor) else {
+            return Err(Stop::Park(
+                ParkReason::Rejected,
+                None,
+                format!("{vendor} is not fetched"),
+            ));
+        };
+        // Only ever below the configured base URL: a job names a path, never a host.
+        let url = format!("{}{path}", fetched.endpoints.api_base.trim_end_matches('/'));
         let mut retried_unavailable = false;
         let mut retried_429 = false;
         loop {
@@ -438,6 +413,7 @@ impl Fetcher {
                 &self.http,
                 &url,
                 &s.account.access_token,
+                &fetched.endpoints.headers,
                 self.settings.request_timeout,
             )
             .await;
@@ -531,6 +507,32 @@ impl Fetcher {
     }
 }
 
+/// The vendor's API as a job sees it: one linked account's session on this fetcher.
+struct SessionApi<'a> {
+    fetcher: &'a Fetcher,
+    session: Session,
+    /// A database failure met on the way; the job sees [`VendorStop::Engine`].
+    db_error: Option<AccountError>,
+}
+
+impl Api for SessionApi<'_> {
+    fn get<'a>(&'a mut self, path: &'a str) -> BoxFuture<'a, Result<Value, VendorStop>> {
+        Box::pin(async move {
+            match self.fetcher.get(&mut self.session, path).await {
+                Ok(doc) => Ok(doc),
+                Err(Stop::Park(reason, after, detail)) => {
+                    Err(VendorStop::Park(reason, after, detail))
+                }
+                Err(Stop::NotFound(what)) => Err(VendorStop::NotFound(what)),
+                Err(Stop::Db(e)) => {
+                    self.db_error = Some(e);
+                    Err(VendorStop::Engine)
+                }
+            }
+        })
+    }
+}
+
 /// When a notification parked behind a running refresh is retried.
 const REFRESH_PARK_RETRY: Duration = Duration::from_secs(1);
 
@@ -551,21 +553,13 @@ const REFRESH_LOCKS_PRUNE_AT: usize = 256;
 struct Refresher {
     accounts: AccountStore,
     http: reqwest::Client,
-    oura: Endpoints,
-    whoop: Endpoints,
+    endpoints: HashMap<Vendor, Endpoints>,
     metrics: Arc<Metrics>,
     /// Lease owner id of this process.
     owner: uuid::Uuid,
 }
 
 impl Refresher {
-    fn endpoints(&self, vendor: Vendor) -> &Endpoints {
-        match vendor {
-            Vendor::Oura => &self.oura,
-            Vendor::Whoop => &self.whoop,
-        }
-    }
-
     fn reuse(&self, vendor: Vendor, current: Account) -> Result<Account, Stop> {
         self.metrics.token_refresh(vendor.as_str(), "reused");
         if current.status == STATUS_ACTIVE {
@@ -583,7 +577,9 @@ impl Refresher {
     /// the token endpoint with no connection held, stores the answer, releases.
     async fn refresh(&self, vendor: Vendor, vuid: String, seen: i64) -> Result<Account, Stop> {
         let key_error = |e: AccountError| match e {
-            e @ (AccountError::NoKey | AccountError::Decrypt(_)) => {
+            e @ (AccountError::NoKey
+            | AccountError::Decrypt(_)
+            | AccountError::UnknownVendor(_)) => {
                 Stop::Park(ParkReason::TokenKey, None, e.to_string())
             }
             e => Stop::Db(e),
@@ -625,7 +621,13 @@ impl Refresher {
                 .await;
             return self.reuse(vendor, current);
         }
-        let ep = self.endpoints(vendor);
+        let Some(ep) = self.endpoints.get(&vendor) else {
+            return Err(Stop::Park(
+                ParkReason::RefreshFailed,
+                None,
+                format!("{vendor} has no token endpoint configured"),
+            ));
+        };
         let answer = ep
             .oauth
             .refresh(
@@ -731,23 +733,4 @@ impl Refresher {
             }
         }
     }
-}
-
-fn extend(out: &mut Normalized, more: Normalized) {
-    out.readings.extend(more.readings);
-    out.tombstones.extend(more.tombstones);
-    out.account_events.extend(more.account_events);
-}
-
-/// The integer `cycle_id` of a WHOOP sleep (also a URL path segment, so integers only).
-fn cycle_id(sleep: &Value) -> Result<i64, Stop> {
-    sleep
-        .get("cycle_id")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| {
-            Stop::Reject(
-                "unsupported_shape",
-                "whoop sleep without an integer cycle_id".into(),
-            )
-        })
 }

@@ -13,68 +13,7 @@ const RESCHEDULE: &str = include_str!("sql/reschedule.sql");
 const UNPARK: &str = include_str!("sql/unpark.sql");
 const PARKED_COUNTS: &str = include_str!("sql/parked_counts.sql");
 
-/// Why a notification was parked (the `reason` column and metric label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ParkReason {
-    /// No linked account for the vendor user; retried, and made due by `link-account`.
-    Unlinked,
-    /// The vendor refused the refresh token; waits for `link-account`.
-    ReauthRequired,
-    /// Accounts exist but the tokens cannot be decrypted (no or wrong key).
-    TokenKey,
-    /// The token endpoint failed (outage, timeout) or no client credentials are set.
-    RefreshFailed,
-    /// Our own rate limit or the vendor's 429 would make it wait too long.
-    RateLimited,
-    /// The vendor answered 5xx, timed out or could not be reached.
-    VendorUnavailable,
-    /// WHOOP `PENDING_SCORE`: fetched again later.
-    PendingScore,
-    /// WHOOP `UNSCORABLE`: closed, never retried.
-    Unscorable,
-    /// WHOOP document without a known `score_state`: closed, an anomaly to look at.
-    NoScoreState,
-    /// The vendor answered 404 (the document was deleted meanwhile): closed.
-    NotFound,
-    /// The vendor refused the request (403, 400…) or the document could not be
-    /// normalized: closed.
-    Rejected,
-    /// PostgreSQL refused the notification's readings for their content (SQLSTATE
-    /// class 22/23): retrying the same rows cannot succeed, so it is closed.
-    RejectedByDatabase,
-}
-
-impl ParkReason {
-    /// The stored and exported name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ParkReason::Unlinked => "unlinked",
-            ParkReason::ReauthRequired => "reauth_required",
-            ParkReason::TokenKey => "token_key",
-            ParkReason::RefreshFailed => "refresh_failed",
-            ParkReason::RateLimited => "rate_limited",
-            ParkReason::VendorUnavailable => "vendor_unavailable",
-            ParkReason::PendingScore => "pending_score",
-            ParkReason::Unscorable => "unscorable",
-            ParkReason::NoScoreState => "no_score_state",
-            ParkReason::NotFound => "not_found",
-            ParkReason::Rejected => "rejected",
-            ParkReason::RejectedByDatabase => "rejected_by_database",
-        }
-    }
-
-    /// Closed reasons are final: the row is kept as a record and never retried.
-    pub fn is_closed(self) -> bool {
-        matches!(
-            self,
-            ParkReason::Unscorable
-                | ParkReason::NoScoreState
-                | ParkReason::NotFound
-                | ParkReason::Rejected
-                | ParkReason::RejectedByDatabase
-        )
-    }
-}
+pub use vendors::fetch::ParkReason;
 
 /// A decision to park (or close) a notification.
 #[derive(Debug, Clone, PartialEq)]

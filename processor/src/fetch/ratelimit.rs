@@ -8,39 +8,12 @@
 const MAX_BLOCK: Duration = Duration::from_secs(24 * 3600);
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::notification::Vendor;
+use vendors::Vendor;
 
-/// `N` requests per `period`, written `N/period` (`100/1m`, `5000/5m`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Quota {
-    /// Requests allowed per period (also the burst).
-    pub requests: u32,
-    /// The period.
-    pub period: Duration,
-}
-
-impl FromStr for Quota {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (n, period) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{s:?}: expected N/period, e.g. 100/1m"))?;
-        let requests: u32 = n
-            .trim()
-            .parse()
-            .map_err(|_| format!("{n:?} is not a request count"))?;
-        let period = humantime::parse_duration(period.trim()).map_err(|e| e.to_string())?;
-        if requests == 0 || period.is_zero() {
-            return Err("requests and period must be positive".into());
-        }
-        Ok(Quota { requests, period })
-    }
-}
+pub use vendors::fetch::Quota;
 
 #[derive(Debug)]
 struct Bucket {
@@ -115,26 +88,30 @@ impl State {
 
 /// The limits of every fetched vendor.
 pub struct RateLimits {
-    oura: VendorQuotas,
-    whoop: VendorQuotas,
+    quotas: HashMap<Vendor, VendorQuotas>,
     state: Mutex<State>,
 }
 
 impl RateLimits {
     /// Limits with these quotas.
-    pub fn new(oura: VendorQuotas, whoop: VendorQuotas) -> Self {
+    pub fn new(quotas: HashMap<Vendor, VendorQuotas>) -> Self {
         RateLimits {
-            oura,
-            whoop,
+            quotas,
             state: Mutex::new(State::default()),
         }
     }
 
     fn quotas(&self, vendor: Vendor) -> VendorQuotas {
-        match vendor {
-            Vendor::Oura => self.oura,
-            Vendor::Whoop => self.whoop,
-        }
+        // Only fetched vendors make requests, and each brings its quotas; a vendor
+        // without any is not limited here rather than blocked by accident.
+        const UNLIMITED: Quota = Quota {
+            requests: u32::MAX,
+            period: Duration::from_secs(1),
+        };
+        self.quotas.get(&vendor).copied().unwrap_or(VendorQuotas {
+            vendor: UNLIMITED,
+            account: UNLIMITED,
+        })
     }
 
     /// Reserves one request for `account` of `vendor` if it may start within `max_wait`:
@@ -216,7 +193,7 @@ mod tests {
             vendor: q(vendor),
             account: q(account),
         };
-        RateLimits::new(v, v)
+        RateLimits::new([(Vendor::Oura, v), (Vendor::Whoop, v)].into())
     }
 
     #[test]

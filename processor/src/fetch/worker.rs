@@ -14,7 +14,6 @@ use bridge_core::RawEnvelope;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::notification::Vendor;
 use super::parking::{Claimed, Park, ParkReason};
 use super::{Fetch, Outcome};
 use crate::metrics::Metrics;
@@ -92,7 +91,7 @@ async fn retry_one(
     c: Claimed,
     shutdown: &CancellationToken,
 ) {
-    let Some(vendor) = Vendor::from_route(&c.vendor) else {
+    let Some(vendor) = fetch.fetcher.vendor_of(&c.vendor) else {
         let detail = format!("vendor {:?} is not fetched", c.vendor);
         reschedule(fetch, metrics, &c, &closed(ParkReason::Rejected, detail)).await;
         return;

@@ -13,7 +13,6 @@ use super::deps::{DeadLetterQueue, Decode, Dedup, Dlq, Publish, Sink};
 use super::record::{Record, State};
 use super::retry::{Deadline, retry};
 use crate::error::{DlqReason, ParkError};
-use crate::fetch::notification::Vendor;
 use crate::fetch::parking::Origin;
 use crate::fetch::{Fetch, Outcome};
 use crate::metrics::Metrics;
@@ -21,6 +20,7 @@ use crate::model::Change;
 use crate::normalize;
 use crate::publish::{Changelog, DeadLetter, Provenance};
 use crate::sink::{Batch, PgSink, WriteStats, Written};
+use vendors::Vendor;
 
 /// The next offset to store, per raw partition.
 pub type Offsets = HashMap<i32, i64>;
@@ -289,7 +289,7 @@ async fn fetch_all(
         .iter()
         .enumerate()
         .filter_map(|(i, r)| match &r.state {
-            State::Envelope(env) => Some((i, Vendor::from_route(&env.vendor)?, env)),
+            State::Envelope(env) => Some((i, fetch.fetcher.vendor_of(&env.vendor)?, env)),
             _ => None,
         })
         .collect();
