@@ -829,6 +829,99 @@ async fn pending_whoop_score_is_fetched_again_later() {
     );
 }
 
+/// The retry task writes through the pipeline's write stage, bad-data branch included: a
+/// parked notification whose readings PostgreSQL refuses for their content (here a CHECK
+/// an operator added, SQLSTATE 23514, in a database of this test's own) is closed as
+/// `rejected_by_database`, not fetched again with every lease.
+#[tokio::test]
+async fn a_parked_retry_postgres_refuses_is_closed_not_retried_forever() {
+    let _serial = SERIAL.lock().await;
+    let db = faultkit::OwnDatabase::create().await;
+    let api = StandIn::start().await;
+    api.serve_fixtures();
+    let topics = PipelineTopics::create(1).await;
+    let edge = Edge::start(&topics.raw, &[]).await;
+    let mut env = api.env();
+    env.push(("DATABASE_URL", db.url.clone()));
+    let processor = ProcessorProc::start(&topics, &env).await;
+    wait_http_ok(&format!("{}/ready", processor.url), Duration::from_secs(60)).await;
+    let pool = PgPool::connect(&db.url).await.unwrap();
+    let user = unique("whoop-refused");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "alter table readings add constraint refuse_{} check (user_id <> '{user}')",
+        user.replace('-', "_")
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let vuid = whoop_user();
+    let out = Command::new(binary("processor"))
+        .args(["link-account", "--vendor", "whoop", "--vendor-user-id"])
+        .arg(vuid.to_string())
+        .args(["--user-id", &user, "--access-token", "whoop-access"])
+        .args([
+            "--refresh-token",
+            "r",
+            "--expires-at",
+            "2999-01-01T00:00:00Z",
+        ])
+        .env("DATABASE_URL", &db.url)
+        .env("TOKEN_ENCRYPTION_KEY", TEST_KEY)
+        .output()
+        .expect("run processor");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    api.accept_token("whoop-access");
+    let path = format!("/whoop/developer/v2/activity/sleep/{WHOOP_SLEEP_ID}");
+    let scored = fixture("whoop/sleep_scored");
+    let mut pending = scored.clone();
+    pending["score_state"] = json!("PENDING_SCORE");
+    pending.as_object_mut().unwrap().remove("score");
+    api.state.lock().unwrap().docs.insert(path.clone(), pending);
+    post_whoop(
+        &edge,
+        &whoop_event("sleep.updated", json!(WHOOP_SLEEP_ID), vuid),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while api.calls(&path).is_empty() {
+        assert!(Instant::now() < deadline, "never fetched");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Scored now: the retry (PARK_RETRY_BASE=1s) fetches it and PostgreSQL refuses it.
+    api.state.lock().unwrap().docs.insert(path.clone(), scored);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let row: Option<(String, bool)> = sqlx::query_as(
+            "select reason, closed_at is not null from parked_notifications where vendor = 'whoop'",
+        )
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        if row == Some(("rejected_by_database".into(), true)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not closed within 60 s: {row:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fetched = api.calls(&path).len();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        api.calls(&path).len(),
+        fetched,
+        "a closed row was fetched again"
+    );
+    let (readings,): (i64,) = sqlx::query_as("select count(*) from readings where user_id = $1")
+        .bind(&user)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(readings, 0);
+}
+
 #[tokio::test]
 async fn service_refuses_to_start_without_the_key_when_accounts_exist() {
     let _serial = SERIAL.lock().await;

@@ -416,7 +416,7 @@ pub async fn write<S: Sink, P: Publish>(
         return Ok(());
     }
     let span = linked(
-        tracing::info_span!("upsert", envelopes = ready.len()),
+        tracing::info_span!("upsert", rows = ready_rows(records, &ready)),
         ready.iter().filter_map(|&i| records[i].traceparent()),
     );
     let refusal = write_group(sink, changelog, metrics, records, &ready, deadline)
@@ -438,6 +438,16 @@ pub async fn write<S: Sink, P: Publish>(
         }
     }
     Ok(())
+}
+
+fn ready_rows(records: &[Record], ready: &[usize]) -> usize {
+    ready
+        .iter()
+        .map(|&i| match &records[i].state {
+            State::Ready { normalized, .. } => normalized.readings.len(),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Writes the `group` of ready records as one batch; `Some` is PostgreSQL's refusal.
