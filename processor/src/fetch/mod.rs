@@ -331,11 +331,21 @@ impl Fetcher {
             .map(|n| park(n.reason, n.retry_after, n.detail));
         let stopped = match result {
             Ok(()) => None,
-            Err(VendorStop::Engine) => {
-                return Err(api.db_error.take().unwrap_or(AccountError::UnknownVendor(
-                    "engine stop without an error".into(),
-                )));
-            }
+            Err(VendorStop::Engine) => match api.db_error.take() {
+                Some(e) => return Err(e),
+                // Only the engine's Api returns `Engine`; a job that invents one is a bug,
+                // closed with a record rather than retried forever as a database error.
+                None => {
+                    tracing::error!(message = "A fetch job stopped with Stop::Engine on its own.", %vendor);
+                    Some(park(
+                        ParkReason::Rejected,
+                        None,
+                        format!(
+                            "{vendor} job stopped with an engine error the engine did not raise"
+                        ),
+                    ))
+                }
+            },
             Err(VendorStop::Reject(reason, detail)) => {
                 return Ok(Outcome::Reject { reason, detail });
             }

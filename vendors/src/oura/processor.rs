@@ -80,3 +80,28 @@ impl ProcessorArgs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ProcessorArgs,
+    }
+
+    #[test]
+    fn token_calls_use_the_first_secret_of_the_edge_list() {
+        let cli = Cli::try_parse_from(["processor", "--oura-client-secret", " ,current,old"])
+            .expect("parses");
+        let spec = cli.args.fetch().expect("Oura is fetched");
+        let oauth = spec.oauth.expect("Oura refreshes tokens");
+        assert_eq!(oauth.client_secret.map(|s| s.0), Some("current".to_owned()));
+        let none = Cli::try_parse_from(["processor"]).expect("parses");
+        let spec = none.args.fetch().expect("Oura is fetched");
+        assert!(spec.oauth.expect("oauth").client_secret.is_none());
+    }
+}

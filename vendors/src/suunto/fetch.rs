@@ -96,8 +96,8 @@ impl Job for Workout {
             // `{error, metadata, payload}`; payload is the workout (or, in some
             // clients' experience, a list of one) [C].
             let payloads = match doc.get("payload") {
-                Some(Value::Array(items)) => items.clone(),
-                Some(item @ Value::Object(_)) => vec![item.clone()],
+                Some(Value::Array(items)) => items.as_slice(),
+                Some(item @ Value::Object(_)) => std::slice::from_ref(item),
                 _ => {
                     return Err(Stop::Reject(
                         "unsupported_shape",
@@ -105,7 +105,7 @@ impl Job for Workout {
                     ));
                 }
             };
-            for workout in &payloads {
+            for workout in payloads {
                 extend(&mut out.normalized, normalize_workout(user_id, workout)?);
             }
             Ok(())
