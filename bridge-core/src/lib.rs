@@ -4,6 +4,7 @@
 //! [`Vendor`] type and the canonical data contract ([`model`], with its [`plausible`]
 //! ranges). Nothing else lives here.
 
+pub mod catalog;
 pub mod config;
 pub mod defaults;
 pub mod envelope;

@@ -1,168 +1,12 @@
 //! The canonical data contract: one record per measure, canonical units.
 //!
 //! Every metric has exactly one unit ([`Metric::unit`]); normalizers convert into it.
+//! The metrics themselves are data: [`crate::catalog`].
 //! Vendor scores share the unit `score` and are never comparable across vendors.
 
 use chrono::{DateTime, Utc};
 
-/// A canonical metric. The string forms are the `readings.metric` values agents query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Metric {
-    /// Heart rate, beats per minute.
-    HeartRate,
-    /// Resting heart rate, beats per minute.
-    RestingHeartRate,
-    /// Heart rate variability as RMSSD, milliseconds. Never converted to or from SDNN.
-    HrvRmssd,
-    /// Heart rate variability as SDNN, milliseconds. Never converted to or from RMSSD.
-    HrvSdnn,
-    /// Respiratory rate, breaths per minute.
-    RespiratoryRate,
-    /// Blood oxygen saturation, percent 0–100.
-    OxygenSaturation,
-    /// Skin temperature relative to the vendor's personal baseline, degrees Celsius.
-    SkinTemperatureDeviation,
-    /// Absolute skin temperature, degrees Celsius.
-    SkinTemperature,
-    /// Absolute body temperature, degrees Celsius.
-    BodyTemperature,
-    /// Steps.
-    StepCount,
-    /// Active energy burned, kilocalories.
-    ActiveEnergy,
-    /// Total energy burned (active + basal), kilocalories.
-    TotalEnergy,
-    /// Basal energy burned, kilocalories.
-    BasalEnergy,
-    /// Distance, metres.
-    Distance,
-    /// Total sleep time, seconds.
-    SleepTotal,
-    /// Deep (N3 / slow-wave) sleep, seconds.
-    SleepDeep,
-    /// Light (N1+N2, Apple "core") sleep, seconds.
-    SleepLight,
-    /// REM sleep, seconds.
-    SleepRem,
-    /// Awake time within the sleep period, seconds.
-    SleepAwake,
-    /// Time in bed, seconds.
-    TimeInBed,
-    /// Sleep efficiency, percent 0–100.
-    SleepEfficiency,
-    /// Body mass, kilograms.
-    Weight,
-    /// VO2 max, mL/kg/min.
-    Vo2Max,
-    /// Workout duration, seconds (one per workout).
-    WorkoutDuration,
-    /// Vendor readiness score (Oura, Terra).
-    ReadinessScore,
-    /// Vendor recovery score (WHOOP, Terra).
-    RecoveryScore,
-    /// Vendor sleep score.
-    SleepScore,
-    /// Vendor activity score (Oura, Terra).
-    ActivityScore,
-    /// Vendor strain (WHOOP 0–21, Terra).
-    Strain,
-}
-
-impl Metric {
-    /// Every metric, for documentation and tests.
-    pub const ALL: [Metric; 29] = [
-        Metric::HeartRate,
-        Metric::RestingHeartRate,
-        Metric::HrvRmssd,
-        Metric::HrvSdnn,
-        Metric::RespiratoryRate,
-        Metric::OxygenSaturation,
-        Metric::SkinTemperatureDeviation,
-        Metric::SkinTemperature,
-        Metric::BodyTemperature,
-        Metric::StepCount,
-        Metric::ActiveEnergy,
-        Metric::TotalEnergy,
-        Metric::BasalEnergy,
-        Metric::Distance,
-        Metric::SleepTotal,
-        Metric::SleepDeep,
-        Metric::SleepLight,
-        Metric::SleepRem,
-        Metric::SleepAwake,
-        Metric::TimeInBed,
-        Metric::SleepEfficiency,
-        Metric::Weight,
-        Metric::Vo2Max,
-        Metric::WorkoutDuration,
-        Metric::ReadinessScore,
-        Metric::RecoveryScore,
-        Metric::SleepScore,
-        Metric::ActivityScore,
-        Metric::Strain,
-    ];
-
-    /// The name stored in `readings.metric`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Metric::HeartRate => "heart_rate",
-            Metric::RestingHeartRate => "resting_heart_rate",
-            Metric::HrvRmssd => "hrv_rmssd",
-            Metric::HrvSdnn => "hrv_sdnn",
-            Metric::RespiratoryRate => "respiratory_rate",
-            Metric::OxygenSaturation => "oxygen_saturation",
-            Metric::SkinTemperatureDeviation => "skin_temperature_deviation",
-            Metric::SkinTemperature => "skin_temperature",
-            Metric::BodyTemperature => "body_temperature",
-            Metric::StepCount => "step_count",
-            Metric::ActiveEnergy => "active_energy",
-            Metric::TotalEnergy => "total_energy",
-            Metric::BasalEnergy => "basal_energy",
-            Metric::Distance => "distance",
-            Metric::SleepTotal => "sleep_total",
-            Metric::SleepDeep => "sleep_deep",
-            Metric::SleepLight => "sleep_light",
-            Metric::SleepRem => "sleep_rem",
-            Metric::SleepAwake => "sleep_awake",
-            Metric::TimeInBed => "time_in_bed",
-            Metric::SleepEfficiency => "sleep_efficiency",
-            Metric::Weight => "weight",
-            Metric::Vo2Max => "vo2_max",
-            Metric::WorkoutDuration => "workout_duration",
-            Metric::ReadinessScore => "readiness_score",
-            Metric::RecoveryScore => "recovery_score",
-            Metric::SleepScore => "sleep_score",
-            Metric::ActivityScore => "activity_score",
-            Metric::Strain => "strain",
-        }
-    }
-
-    /// The only unit this metric is stored in.
-    pub fn unit(self) -> &'static str {
-        use Metric::*;
-        match self {
-            HeartRate | RestingHeartRate => "bpm",
-            HrvRmssd | HrvSdnn => "ms",
-            RespiratoryRate => "breaths/min",
-            OxygenSaturation | SleepEfficiency => "%",
-            SkinTemperatureDeviation | SkinTemperature | BodyTemperature => "degC",
-            StepCount => "count",
-            ActiveEnergy | TotalEnergy | BasalEnergy => "kcal",
-            Distance => "m",
-            SleepTotal | SleepDeep | SleepLight | SleepRem | SleepAwake | TimeInBed
-            | WorkoutDuration => "s",
-            Weight => "kg",
-            Vo2Max => "mL/kg/min",
-            ReadinessScore | RecoveryScore | SleepScore | ActivityScore | Strain => "score",
-        }
-    }
-}
-
-impl std::fmt::Display for Metric {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::catalog::{Activity, Kind, Metric, SleepStage};
 
 /// One canonical measurement. `start_time == end_time` for instants.
 #[derive(Debug, Clone, PartialEq)]
@@ -188,6 +32,10 @@ pub struct Reading {
     /// a version replaces the document's rows only when its ordering is at least the
     /// stored version's, or when either has none.
     pub ordering: Option<i64>,
+    /// The session this reading belongs to, by its type: set on every reading of a workout
+    /// (its sport) or sleep document (`sleep`), `None` for readings outside a session. Not
+    /// part of the identity; the session's readings share `source_record_id`.
+    pub activity: Option<Activity>,
 }
 
 /// What identifies a reading: its source document (user, vendor, vendor document id,
@@ -305,4 +153,9 @@ pub struct Normalized {
     pub range_deletions: Vec<RangeDeletion>,
     /// Account events.
     pub account_events: Vec<AccountEvent>,
+    /// Vendor metric or field names the payload carried and no mapping exists for (HAE
+    /// metric names, unknown sports as `activity:<name>`), for
+    /// `processor_unmapped_total{vendor,name}`: coverage gaps are visible in production,
+    /// not only in fixtures.
+    pub unmapped: Vec<String>,
 }

@@ -10,37 +10,11 @@ use std::ops::RangeInclusive;
 
 use crate::model::{Metric, Reading};
 
-/// Seconds in 48 hours: the longest sleep period or time in bed we accept.
-const H48: f64 = 48.0 * 3600.0;
-
-/// The inclusive range of plausible values of `metric`, in its canonical unit.
+/// The inclusive range of plausible values of `metric`, in its canonical unit (the
+/// catalog's `min`/`max`).
 pub fn range(metric: Metric) -> RangeInclusive<f64> {
-    use Metric::*;
-    match metric {
-        HeartRate => 20.0..=300.0,
-        RestingHeartRate => 20.0..=200.0,
-        HrvRmssd | HrvSdnn => 0.0..=500.0,
-        RespiratoryRate => 2.0..=80.0,
-        OxygenSaturation => 50.0..=100.0,
-        SkinTemperatureDeviation => -10.0..=10.0,
-        SkinTemperature => 15.0..=45.0,
-        BodyTemperature => 25.0..=45.0,
-        StepCount => 0.0..=200_000.0,
-        ActiveEnergy => 0.0..=20_000.0,
-        TotalEnergy => 0.0..=30_000.0,
-        BasalEnergy => 0.0..=10_000.0,
-        // 1,000 km: above any single-stage ultra event, below a GPS glitch across continents.
-        Distance => 0.0..=1_000_000.0,
-        SleepTotal | SleepDeep | SleepLight | SleepRem | SleepAwake | TimeInBed => 0.0..=H48,
-        SleepEfficiency => 0.0..=100.0,
-        Weight => 1.0..=650.0,
-        Vo2Max => 5.0..=100.0,
-        // A week: multi-day ultra events are recorded as one workout by some devices.
-        WorkoutDuration => 0.0..=7.0 * 24.0 * 3600.0,
-        ReadinessScore | RecoveryScore | SleepScore | ActivityScore => 0.0..=100.0,
-        // WHOOP strain is 0–21; Terra passes other vendors' strain scales through.
-        Strain => 0.0..=100.0,
-    }
+    let spec = metric.spec();
+    spec.min..=spec.max
 }
 
 /// True when the reading's value lies in its metric's range. NaN is never plausible.
@@ -65,6 +39,7 @@ mod tests {
             source_record_id: "r".into(),
             source: None,
             ordering: None,
+            activity: None,
         }
     }
 
@@ -73,7 +48,10 @@ mod tests {
         assert!(!is_plausible(&reading(Metric::HeartRate, 900.0)));
         assert!(!is_plausible(&reading(Metric::OxygenSaturation, 150.0)));
         assert!(!is_plausible(&reading(Metric::SleepTotal, -1.0)));
-        assert!(!is_plausible(&reading(Metric::SleepTotal, H48 + 1.0)));
+        assert!(!is_plausible(&reading(
+            Metric::SleepTotal,
+            48.0 * 3600.0 + 1.0
+        )));
         assert!(!is_plausible(&reading(Metric::HeartRate, f64::NAN)));
         assert!(is_plausible(&reading(Metric::HeartRate, 20.0)));
         assert!(is_plausible(&reading(Metric::HeartRate, 300.0)));

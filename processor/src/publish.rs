@@ -710,6 +710,7 @@ mod tests {
             source_record_id: "daily:2025-03-02".into(),
             source: Some("GARMIN".into()),
             ordering: Some(1_740_873_600_123),
+            activity: None,
         };
         let anonymous = Reading {
             source: None,

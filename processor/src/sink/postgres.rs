@@ -1182,6 +1182,7 @@ mod tests {
             source_record_id: record.into(),
             source: Some("OURA".into()),
             ordering,
+            activity: None,
         }
     }
 

@@ -85,6 +85,7 @@ mod tests {
             source_record_id: format!("{metric}/{start}"),
             source: Some("Pixel Watch 3".into()),
             ordering: None,
+            activity: None,
         }
     }
 

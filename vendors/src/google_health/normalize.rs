@@ -194,6 +194,7 @@ pub fn readings(t: &DataType, points: &[Value], user_id: &str) -> Result<Vec<Rea
                 source_record_id: record.clone(),
                 source: source.clone(),
                 ordering: None,
+                activity: None,
             });
         };
         for field in t.fields {

@@ -161,6 +161,7 @@ fn quantity_metric(m: &Value, user_id: &str, out: &mut Vec<Reading>) -> Result<(
             source_record_id: format!("{name}:{date}"),
             source: text(e, &["source"]).map(str::to_owned),
             ordering: None,
+            activity: None,
         };
         rec.push(out, metric, Some(value), t, t);
     }
@@ -267,6 +268,7 @@ fn aggregated_night(
         source_record_id: format!("sleep_analysis:{date}"),
         source: text(e, &["source"]).map(str::to_owned),
         ordering: None,
+        activity: None,
     };
     night.emit(&rec, start, end, out);
     Ok(())
@@ -394,6 +396,7 @@ fn emit_session(
         source_record_id: format!("sleep_analysis:{}", first.start_raw),
         source: source.clone(),
         ordering: None,
+        activity: None,
     };
     night.emit(&rec, start, end, out);
 }
@@ -423,6 +426,7 @@ fn workout(w: &Value, user_id: &str, out: &mut Vec<Reading>) -> Result<(), Norma
         source_record_id: id,
         source: text(w, &["source"]).map(str::to_owned),
         ordering: None,
+        activity: None,
     };
     // `duration` (s) excludes pauses; the interval is the fallback.
     let duration = num(w, &["duration"]).unwrap_or_else(|| seconds_between(start, end));

@@ -22,7 +22,7 @@ use bridge_core::{RawEnvelope, Vendor};
 use chrono::{DateTime, FixedOffset, NaiveDate, TimeDelta, Utc};
 use serde_json::Value;
 
-use bridge_core::model::{Metric, Normalized, Reading};
+use bridge_core::model::{Activity, Metric, Normalized, Reading};
 
 /// Why a payload could not be normalized.
 ///
@@ -292,6 +292,9 @@ pub(crate) struct Record {
     pub(crate) source_record_id: String,
     pub(crate) source: Option<String>,
     pub(crate) ordering: Option<i64>,
+    /// Set when the document is a session (a workout's sport, `sleep`): every reading of
+    /// it carries the activity.
+    pub(crate) activity: Option<Activity>,
 }
 
 impl Record {
@@ -317,6 +320,7 @@ impl Record {
             source_record_id: self.source_record_id.clone(),
             source: self.source.clone(),
             ordering: self.ordering,
+            activity: self.activity,
         });
     }
 }

@@ -39,77 +39,142 @@ pub(crate) fn duration_to_seconds(value: f64, unit: &str) -> Option<f64> {
     Some(value * factor)
 }
 
+/// Metres per second in a kilometre per hour.
+const MPS_PER_KMH: f64 = 1000.0 / 3600.0;
+/// Metres per second in a mile per hour.
+const MPS_PER_MPH: f64 = M_PER_MILE / 3600.0;
+/// mg/dL of glucose per mmol/L (molar mass 180.156 g/mol).
+const GLUCOSE_MGDL_PER_MMOL: f64 = 18.0156;
+/// mmHg per kilopascal.
+const MMHG_PER_KPA: f64 = 7.500_615_75;
+
 /// `value` expressed in `unit` converted into `metric.unit()`; `None` when the unit is not
 /// one this metric can come in, or the result is not finite.
+///
+/// Conversions are chosen by the metric's canonical unit (one family per catalog unit),
+/// so a new catalog metric in an existing unit needs no change here.
 pub(crate) fn to_canonical(metric: Metric, value: f64, unit: &str) -> Option<f64> {
     use Metric::*;
     let unit = unit.trim();
-    let converted = match metric {
-        HeartRate | RestingHeartRate | RespiratoryRate => match unit {
-            "bpm" | "count/min" | "beats/min" | "breaths/min" | "/min" | "min^-1" => value,
+    let converted = match metric.unit() {
+        "bpm" | "breaths/min" | "/min" => match unit {
+            "bpm" | "count/min" | "beats/min" | "breaths/min" | "/min" | "min^-1" | "rpm"
+            | "spm" | "steps/min" => value,
             "count/s" | "Hz" => value * 60.0,
             _ => return None,
         },
-        HrvRmssd | HrvSdnn => match unit {
+        "/h" => match unit {
+            "/h" | "count/hr" | "count/h" | "events/hr" | "events/h" => value,
+            // Apple writes breathing disturbances as a bare `count` that its app shows per
+            // hour (unverified against Apple's documentation: accepted as per hour).
+            "count" if metric == BreathingDisturbances => value,
+            _ => return None,
+        },
+        "ms" => match unit {
             "ms" => value,
             "s" => value * 1000.0,
             _ => return None,
         },
         // HealthKit stores percentages as 0.0–1.0 while exporters usually print 0–100 with
         // the same `%` label, so the scale is inferred from the value. A value of exactly
-        // 1.0 is read as a fraction (100 %): 1 % saturation is not survivable, 100 % is a
-        // common reading. Anything in (1, 100] is already a percentage.
-        OxygenSaturation | SleepEfficiency => match unit {
-            "%" | "percent" => {
-                if value <= 1.0 {
-                    value * 100.0
-                } else {
-                    value
-                }
+        // 1.0 is read as a fraction (100 %) for saturation only: 1 % saturation is not
+        // survivable, 100 % is a common reading. Anything in (1, 100] is already a
+        // percentage. For other percentages a value ≤ 1 is ambiguous (1 % body fat is as
+        // implausible as 100 %, 0.5 % double support is not) and is read as a fraction
+        // only when the unit says so.
+        "%" => match unit {
+            "%" | "percent" if metric == OxygenSaturation || metric == SleepEfficiency => {
+                if value <= 1.0 { value * 100.0 } else { value }
             }
+            "%" | "percent" => value,
+            "fraction" | "ratio" => value * 100.0,
             _ => return None,
         },
-        StepCount => match unit {
-            "count" | "steps" | "step" => value,
+        "count" => match unit {
+            "count" | "steps" | "step" | "flights" | "floors" | "hr" | "hours" | "events" => value,
             _ => return None,
         },
-        ActiveEnergy | TotalEnergy | BasalEnergy => match unit {
+        "kcal" => match unit {
             "kcal" | "Cal" | "Kcal" => value,
             "kJ" | "kj" | "KJ" => kj_to_kcal(value),
             "cal" => value / 1000.0,
             "J" => kj_to_kcal(value / 1000.0),
             _ => return None,
         },
-        Distance => match unit {
+        "MET" => match unit {
+            "MET" | "met" | "METs" | "kcal/hr·kg" | "kcal/(kg·hr)" | "kcal/kg/hr"
+            | "kcal/hr/kg" | "kcal/(kg.h)" => value,
+            _ => return None,
+        },
+        "m" => match unit {
             "m" => value,
             "km" => value * 1000.0,
             "cm" => value / 100.0,
+            "mm" => value / 1000.0,
             "mi" => value * M_PER_MILE,
             "ft" => value * M_PER_FOOT,
+            "in" => value * M_PER_FOOT / 12.0,
             "yd" => value * M_PER_YARD,
             _ => return None,
         },
-        Weight => match unit {
+        "m/s" => match unit {
+            "m/s" | "mps" => value,
+            "km/h" | "km/hr" | "kph" => value * MPS_PER_KMH,
+            "mi/hr" | "mi/h" | "mph" => value * MPS_PER_MPH,
+            "ft/s" => value * M_PER_FOOT,
+            "m/min" => value / 60.0,
+            _ => return None,
+        },
+        "W" => match unit {
+            "W" | "watts" | "watt" => value,
+            "kW" => value * 1000.0,
+            _ => return None,
+        },
+        "kg" => match unit {
             "kg" => value,
             "g" => value / 1000.0,
             "lb" | "lbs" => value * KG_PER_POUND,
             "st" => value * KG_PER_STONE,
             _ => return None,
         },
-        SkinTemperature | BodyTemperature => match unit {
+        "kg/m2" => match unit {
+            "kg/m2" | "kg/m^2" | "kg/m²" | "count" | "" => value,
+            _ => return None,
+        },
+        // A deviation has no zero-point offset: only the scale changes.
+        "degC"
+            if matches!(
+                metric,
+                SkinTemperatureDeviation | SkinTemperatureTrendDeviation
+            ) =>
+        {
+            match unit {
+                "degC" | "°C" | "C" => value,
+                "degF" | "°F" | "F" => value * 5.0 / 9.0,
+                _ => return None,
+            }
+        }
+        "degC" => match unit {
             "degC" | "°C" | "C" | "celsius" => value,
             "degF" | "°F" | "F" | "fahrenheit" => (value - 32.0) * 5.0 / 9.0,
             _ => return None,
         },
-        // A deviation has no zero-point offset: only the scale changes.
-        SkinTemperatureDeviation => match unit {
-            "degC" | "°C" | "C" => value,
-            "degF" | "°F" | "F" => value * 5.0 / 9.0,
+        "mg/dL" => match unit {
+            "mg/dL" | "mg/dl" => value,
+            "mmol/L" | "mmol/l" | "mmol<180.1558800000541>/L" => value * GLUCOSE_MGDL_PER_MMOL,
             _ => return None,
         },
-        SleepTotal | SleepDeep | SleepLight | SleepRem | SleepAwake | TimeInBed
-        | WorkoutDuration => duration_to_seconds(value, unit)?,
-        Vo2Max => {
+        "mmHg" => match unit {
+            "mmHg" | "mm[Hg]" | "mmhg" => value,
+            "kPa" => value * MMHG_PER_KPA,
+            _ => return None,
+        },
+        "dB" => match unit {
+            "dB" | "dBASPL" | "dBA" | "dB SPL" => value,
+            _ => return None,
+        },
+        "s" => duration_to_seconds(value, unit)?,
+        "mL/kg/min" => {
             // Exporters spell it `ml/(kg·min)`, `mL/min·kg`, `ml/kg/min`…: compare the letters.
             let letters: String = unit
                 .chars()
@@ -121,7 +186,9 @@ pub(crate) fn to_canonical(metric: Metric, value: f64, unit: &str) -> Option<f64
                 _ => return None,
             }
         }
-        ReadinessScore | RecoveryScore | SleepScore | ActivityScore | Strain => value,
+        "score" => value,
+        // Stage codes are assigned by the normalizer, never converted from a vendor unit.
+        _ => return None,
     };
     converted.is_finite().then_some(converted)
 }

@@ -97,6 +97,7 @@ pub fn normalize_document(
         source_record_id: id.to_owned(),
         source: None,
         ordering: None,
+        activity: None,
     };
     let mut out = Normalized::default();
     match kind {

@@ -97,6 +97,7 @@ fn instant_record(user_id: &str, kind: &str, sample: &Value) -> Result<(Record, 
         source_record_id: format!("{kind}:{}", at.timestamp_millis()),
         source: None,
         ordering: None,
+        activity: None,
     };
     Ok((record, at))
 }
@@ -116,6 +117,7 @@ fn sleep(user_id: &str, sample: &Value, out: &mut Vec<Reading>) -> Result<(), No
         source_record_id: format!("sleep:{id}"),
         source: None,
         ordering: None,
+        activity: None,
     };
     let n = |k: &str| num(d, &[k]);
     let (deep, light, rem) = (n("DeepSleepDuration"), n("LightSleepDuration"), n("REMSleepDuration"));
@@ -192,6 +194,7 @@ pub fn normalize_workout(user_id: &str, workout: &Value) -> Result<Normalized, N
         source_record_id: format!("workout:{key}"),
         source: None,
         ordering: None,
+        activity: None,
     };
     let mut readings = Vec::new();
     r.push(&mut readings, Metric::WorkoutDuration, Some(seconds), start, end);

@@ -109,6 +109,7 @@ pub fn normalize(env: &RawEnvelope) -> Result<Normalized, NormalizeError> {
         source_record_id: String::new(),
         source: text(user, &["provider"]).map(str::to_owned),
         ordering: ordering(env)?,
+        activity: None,
     };
 
     let mut readings = Vec::new();

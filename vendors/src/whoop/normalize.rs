@@ -113,6 +113,7 @@ fn record(user_id: &str, source_record_id: String) -> Record {
         source_record_id,
         source: None,
         ordering: None,
+        activity: None,
     }
 }
 
