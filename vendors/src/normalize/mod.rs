@@ -441,9 +441,9 @@ mod tests {
 ///
 /// Beside each input: `<case>.expected.json` (required) is either a JSON array of readings
 /// `{metric, value, unit, start_time, end_time, source_record_id, user_id, source?,
-/// ordering?}` (an absent `source`/`ordering` means `None`, and tombstones and account
-/// events must be empty) or an object `{readings, tombstones, account_events, error,
-/// score_state}` with every key optional. `<case>.headers.json` (delivery headers) and
+/// ordering?, activity?}` (an absent `source`/`ordering`/`activity` means `None`, and
+/// tombstones, account events and unmapped names must be empty) or an object `{readings,
+/// tombstones, account_events, error, score_state, unmapped}` with every key optional. `<case>.headers.json` (delivery headers) and
 /// `<case>.args.json` (`principal` for push vendors; `user_id`, `data_type` or `kind` for
 /// fetched documents) are optional; `<case>.md` holds the arithmetic where it is not obvious.
 #[cfg(test)]
@@ -493,6 +493,8 @@ mod fixture_tests {
         user_id: String,
         source: Option<String>,
         ordering: Option<i64>,
+        /// The session's activity code; absent means the reading belongs to no session.
+        activity: Option<String>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -523,6 +525,9 @@ mod fixture_tests {
         error: Option<String>,
         /// `whoop::score_state` of the input, in snake_case.
         score_state: Option<String>,
+        /// `Normalized::unmapped`, in any order.
+        #[serde(default)]
+        unmapped: Vec<String>,
     }
 
     /// One reading in comparable form.
@@ -537,6 +542,7 @@ mod fixture_tests {
         vendor: String,
         source: Option<String>,
         ordering: Option<i64>,
+        activity: Option<String>,
     }
 
     impl Row {
@@ -573,6 +579,7 @@ mod fixture_tests {
                 vendor: r.vendor.clone(),
                 source: r.source.clone(),
                 ordering: r.ordering,
+                activity: r.activity.map(|a| a.as_str().to_owned()),
             }
         }
     }
@@ -625,6 +632,7 @@ mod fixture_tests {
             vendor: vendor.to_owned(),
             source: e.source.clone(),
             ordering: e.ordering,
+            activity: e.activity.clone(),
         })
     }
 
@@ -799,6 +807,16 @@ mod fixture_tests {
         if want_events != got_events {
             problems.push(format!(
                 "account events {got_events:?}, expected {want_events:?}"
+            ));
+        }
+
+        let mut want_unmapped = expected.unmapped.clone();
+        let mut got_unmapped = normalized.unmapped.clone();
+        want_unmapped.sort();
+        got_unmapped.sort();
+        if want_unmapped != got_unmapped {
+            problems.push(format!(
+                "unmapped {got_unmapped:?}, expected {want_unmapped:?}"
             ));
         }
 
