@@ -8,6 +8,8 @@
 #   make observe      Jaeger (:16686) and Prometheus (:9090) beside the stack; `make run OBSERVE=1`
 #                     starts them too and points both services' traces at Jaeger
 #   make faults       fault-injection drills on a stack of their own (other ports; stopped after)
+#   make coverage     which numeric fixture fields become readings, per vendor (target/coverage.md)
+#   make catalog      regenerate the README's metric catalog section from bridge-core/src/catalog.rs
 #
 # Every variable below can be overridden from the environment or the command line,
 # e.g. `TEST_THREADS=1 make test` or `make test CARGO_TEST_ARGS=plumbing`.
@@ -31,11 +33,11 @@ REDIS_URL ?= redis://127.0.0.1:6379
 export KAFKA_BOOTSTRAP_SERVERS SCHEMA_REGISTRY_URL DATABASE_URL REDIS_URL
 
 .PHONY: help stack-up stack-down stack-status stack-reset build lint fmt-check clippy test run \
-        bench bench-edge bench-processor demo observe observe-down faults
+        bench bench-edge bench-processor demo observe observe-down faults coverage catalog
 
 help:
 	@echo "targets: stack-up stack-down stack-status stack-reset build lint test run"
-	@echo "         demo bench bench-edge bench-processor observe observe-down"
+	@echo "         demo bench bench-edge bench-processor observe observe-down coverage catalog"
 
 # ---------------------------------------------------------------- local stack
 
@@ -79,6 +81,16 @@ lint: fmt-check clippy
 test: lint stack-up observe
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --all-targets $(CARGO_TEST_ARGS) -- --test-threads=$(TEST_THREADS)
+
+# The fixture coverage report (vendors/src/normalize/coverage.rs): it also runs in `test`,
+# where it fails when a vendor's ratio falls below vendors/tests/coverage_floors.txt.
+coverage:
+	$(CARGO) test -p vendors --features edge,processor --lib normalize::coverage::fixture_coverage -- --nocapture
+
+# Rewrites the README section between the catalog markers (vendors/tests/catalog_doc.rs,
+# which `test` runs to fail on a stale section).
+catalog:
+	UPDATE_CATALOG=1 $(CARGO) test -p vendors --features edge,processor --test catalog_doc
 
 # ---------------------------------------------------------------- run
 
