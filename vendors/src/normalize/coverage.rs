@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::fixture_tests::{Args, VENDOR_DIRS, fixtures_root, read_optional, run};
-use bridge_core::model::Normalized;
+use bridge_core::model::{Normalized, Reading};
 
 /// Per fixture directory: the path patterns of numeric leaves that carry no health value.
 pub(super) const IGNORE_FILE: &str = "coverage_ignore.txt";
@@ -65,6 +65,8 @@ struct PatternStat {
     rejected: usize,
     /// Cases where a leaf of the pattern was not read.
     missed_in: BTreeSet<String>,
+    /// Some leaves' fate was extrapolated from a sample ([`group_fates`]).
+    extrapolated: bool,
 }
 
 impl PatternStat {
@@ -273,10 +275,31 @@ fn perturb(v: &Value) -> Value {
     }
 }
 
-/// The readings as an order-free, exact fingerprint.
-fn fingerprint(n: &Normalized) -> Vec<String> {
-    let mut rows: Vec<String> = n.readings.iter().map(|r| format!("{r:?}")).collect();
-    rows.sort();
+/// The readings in a canonical order, so two runs compare as sets: sorting on the fields
+/// is far cheaper than formatting thousands of sample readings per perturbed leaf.
+fn fingerprint(n: &Normalized) -> Vec<Reading> {
+    let mut rows = n.readings.clone();
+    rows.sort_by(|a, b| {
+        (
+            a.metric,
+            a.start_time,
+            a.end_time,
+            &a.source_record_id,
+            &a.source,
+        )
+            .cmp(&(
+                b.metric,
+                b.start_time,
+                b.end_time,
+                &b.source_record_id,
+                &b.source,
+            ))
+            .then(a.value.total_cmp(&b.value))
+            .then_with(|| {
+                (&a.user_id, &a.vendor, a.ordering).cmp(&(&b.user_id, &b.vendor, b.ordering))
+            })
+            .then_with(|| a.activity.cmp(&b.activity))
+    });
     rows
 }
 
@@ -313,6 +336,92 @@ fn case_names(dir: &Path) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
+/// Leaves of one pattern in one case tested one by one, up to this many; see [`group_fates`].
+const SAMPLE: usize = 64;
+
+struct GroupFates {
+    counts: Vec<(Fate, usize)>,
+    extrapolated: bool,
+}
+
+/// What perturbing these leaves together does to the readings. The document is restored.
+fn try_leaves(
+    case: &Case,
+    vendor: &str,
+    doc: &mut Value,
+    baseline: &[Reading],
+    leaves: &[&Vec<Step>],
+) -> Result<Fate, String> {
+    let old: Vec<Value> = leaves
+        .iter()
+        .map(|steps| {
+            let leaf = leaf_mut(doc, steps);
+            let new = perturb(leaf);
+            std::mem::replace(leaf, new)
+        })
+        .collect();
+    let body = serde_json::to_vec(doc).map_err(|e| e.to_string());
+    for (steps, value) in leaves.iter().zip(old) {
+        *leaf_mut(doc, steps) = value;
+    }
+    Ok(match case.normalize(vendor, &body?) {
+        Ok(Ok(n)) if fingerprint(&n) != baseline => Fate::Read,
+        Ok(Ok(_)) => Fate::Dropped,
+        // A harness error (a Suunto job asking for a document the fixture lacks) is a
+        // refusal too: the leaf steered the code, but no reading came of it.
+        Ok(Err(_)) | Err(_) => Fate::Rejected,
+    })
+}
+
+/// The fate of every leaf of one pattern in one case. A group of at most [`SAMPLE`] leaves
+/// (every object field, most arrays) is tested leaf by leaf. A longer sample array (1,440
+/// heart-rate samples) would cost a normalizer run per sample, so [`SAMPLE`] evenly spaced
+/// leaves (first and last included) are tested one by one and the rest perturbed together
+/// once: when every sampled leaf had the same fate and the rest, changed together, has it
+/// too, the rest is counted with that fate (marked *extrapolated* in the report; a rest that
+/// changes nothing when changed together is exactly dropped). Otherwise every leaf is
+/// tested on its own.
+fn group_fates(
+    case: &Case,
+    vendor: &str,
+    doc: &mut Value,
+    baseline: &[Reading],
+    group: &[Vec<Step>],
+) -> Result<GroupFates, String> {
+    let n = group.len();
+    let picked: Vec<usize> = if n <= SAMPLE {
+        (0..n).collect()
+    } else {
+        (0..SAMPLE).map(|k| k * (n - 1) / (SAMPLE - 1)).collect()
+    };
+    let mut fates = Vec::with_capacity(n);
+    for &i in &picked {
+        fates.push(try_leaves(case, vendor, doc, baseline, &[&group[i]])?);
+    }
+    let mut extrapolated = false;
+    if n > SAMPLE {
+        let rest: Vec<usize> = (0..n).filter(|i| !picked.contains(i)).collect();
+        let uniform = fates.iter().all(|f| *f == fates[0]);
+        let rest_leaves: Vec<&Vec<Step>> = rest.iter().map(|&i| &group[i]).collect();
+        if uniform && try_leaves(case, vendor, doc, baseline, &rest_leaves)? == fates[0] {
+            extrapolated = fates[0] != Fate::Dropped;
+            fates.extend(std::iter::repeat_n(fates[0], rest.len()));
+        } else {
+            for leaf in rest_leaves {
+                fates.push(try_leaves(case, vendor, doc, baseline, &[leaf])?);
+            }
+        }
+    }
+    let counts = [Fate::Read, Fate::Dropped, Fate::Rejected]
+        .into_iter()
+        .map(|f| (f, fates.iter().filter(|x| **x == f).count()))
+        .collect();
+    Ok(GroupFates {
+        counts,
+        extrapolated,
+    })
+}
+
 fn measure_vendor(vendor: &str) -> Result<(VendorReport, Vec<String>), String> {
     let dir = fixtures_root().join(vendor);
     let mut ignores = load_ignores(&dir)?;
@@ -344,40 +453,38 @@ fn measure_vendor(vendor: &str) -> Result<(VendorReport, Vec<String>), String> {
         }
         let mut leaves = Vec::new();
         collect_leaves(&doc, &mut Vec::new(), &mut leaves);
+        // Leaves grouped by pattern, in document order within each group.
+        let mut groups: BTreeMap<String, Vec<Vec<Step>>> = BTreeMap::new();
         for steps in leaves {
-            let pattern = pattern_of(&steps);
+            groups.entry(pattern_of(&steps)).or_default().push(steps);
+        }
+        let mut doc = doc;
+        for (pattern, group) in groups {
             if let Some(ig) = ignores.iter_mut().find(|ig| glob(&ig.pattern, &pattern)) {
                 ig.used = true;
-                report.ignored_leaves += 1;
+                report.ignored_leaves += group.len();
                 continue;
             }
-            let mut changed = doc.clone();
-            let leaf = leaf_mut(&mut changed, &steps);
-            *leaf = perturb(leaf);
-            let body = serde_json::to_vec(&changed).map_err(|e| e.to_string())?;
-            let fate = match case.normalize(vendor, &body) {
-                Ok(Ok(n)) if fingerprint(&n) != baseline => Fate::Read,
-                Ok(Ok(_)) => Fate::Dropped,
-                // A harness error (a Suunto job asking for a document the fixture lacks) is
-                // a refusal too: the leaf steered the code, but no reading came of it.
-                Ok(Err(_)) | Err(_) => Fate::Rejected,
-            };
+            let fates = group_fates(&case, vendor, &mut doc, &baseline, &group)?;
             let stat = report.patterns.entry(pattern).or_default();
-            if fate != Fate::Read {
+            stat.extrapolated |= fates.extrapolated;
+            if fates.counts.iter().any(|(f, n)| *f != Fate::Read && *n > 0) {
                 stat.missed_in.insert(name.clone());
             }
-            match fate {
-                Fate::Read => {
-                    report.read += 1;
-                    stat.read += 1;
-                }
-                Fate::Dropped => {
-                    report.dropped += 1;
-                    stat.dropped += 1;
-                }
-                Fate::Rejected => {
-                    report.rejected += 1;
-                    stat.rejected += 1;
+            for (fate, n) in fates.counts {
+                match fate {
+                    Fate::Read => {
+                        report.read += n;
+                        stat.read += n;
+                    }
+                    Fate::Dropped => {
+                        report.dropped += n;
+                        stat.dropped += n;
+                    }
+                    Fate::Rejected => {
+                        report.rejected += n;
+                        stat.rejected += n;
+                    }
                 }
             }
         }
@@ -489,6 +596,20 @@ fn render(reports: &BTreeMap<&str, VendorReport>, floors: &BTreeMap<String, (f64
                 p.dropped + p.rejected,
                 p.dropped + p.rejected + p.read,
                 cases.join(", ")
+            );
+        }
+        let sampled: Vec<String> = r
+            .patterns
+            .iter()
+            .filter(|(_, p)| p.extrapolated)
+            .map(|(pattern, _)| format!("`{pattern}`"))
+            .collect();
+        if !sampled.is_empty() {
+            let _ = writeln!(
+                md,
+                "\nSampled (more than {SAMPLE} leaves in a case; the rest's fate extrapolated \
+                 after one joint perturbation agreed): {}",
+                sampled.join(", ")
             );
         }
         if !r.error_cases.is_empty() {
