@@ -5,8 +5,6 @@
 //! must keep working, so the registry must accept today's schema as the next version of a
 //! subject holding the old one. The refusal case proves the registry really checks.
 
-mod common;
-
 use bridge_core::SchemaRegistry;
 
 const BEFORE: &str = include_str!("data/reading.v1.before-catalog.avsc");
@@ -14,8 +12,8 @@ const NOW: &str = include_str!("../schemas/reading.v1.avsc");
 
 #[tokio::test]
 async fn todays_reading_schema_is_a_backward_compatible_next_version() {
-    let registry = SchemaRegistry::new(&common::registry_url()).unwrap();
-    let subject = common::unique("compat-readings-value");
+    let registry = SchemaRegistry::new(&bridge_tests::registry_url()).unwrap();
+    let subject = bridge_tests::unique("compat-readings-value");
 
     let old = registry.register(&subject, BEFORE).await.unwrap();
     let new = registry
