@@ -311,3 +311,127 @@ fn rendering_is_deterministic_and_lists_every_metric_once() {
     assert_eq!(range(0.0, 172_800.0, "s"), "0–172,800 (48 h)");
     assert_eq!(range(-10.0, 10.0, "degC"), "−10–+10");
 }
+
+/// The items of the first parenthesized list in `doc`, up to a `;` (`e.g.` and `...` dropped).
+fn listed(doc: &str) -> Vec<&str> {
+    let open = doc
+        .find('(')
+        .unwrap_or_else(|| panic!("no (list) in {doc:?}"));
+    let close = doc[open..].find(')').map(|i| open + i).expect("unclosed (");
+    let inner = &doc[open + 1..close];
+    let inner = inner.split(';').next().unwrap_or("");
+    let items: Vec<&str> = inner
+        .split(',')
+        .map(|t| t.trim().trim_start_matches("e.g.").trim())
+        .map(|t| t.trim_start_matches("...").trim())
+        .filter(|t| !t.is_empty() && *t != "...")
+        .collect();
+    assert!(!items.is_empty(), "empty (list) in {doc:?}");
+    items
+}
+
+/// The Avro value of the readings changelog documents the catalog: the UCUM, LOINC and
+/// activity fields exist and are optional (BACKWARD compatible), and every unit, UCUM code,
+/// LOINC code and activity their docs name is the catalog's, so the schema, the README and
+/// the code cannot drift apart.
+#[test]
+fn reading_schema_documents_the_catalog() {
+    let path = repo_root().join("schemas/reading.v1.avsc");
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let schema: Value = serde_json::from_str(&text).expect("reading.v1.avsc is JSON");
+    let fields = schema["fields"].as_array().expect("fields");
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("reading.v1.avsc has no field {name}"))
+    };
+    let doc = |name: &str| {
+        field(name)["doc"]
+            .as_str()
+            .unwrap_or_else(|| panic!("field {name} has no doc"))
+    };
+    for name in ["unit_ucum", "loinc", "activity"] {
+        let f = field(name);
+        assert_eq!(f["type"], serde_json::json!(["null", "string"]), "{name}");
+        assert_eq!(
+            f.get("default"),
+            Some(&Value::Null),
+            "{name} needs a null default"
+        );
+    }
+
+    let units: BTreeSet<&str> = CATALOG.iter().map(|s| s.unit).collect();
+    let unit_doc = doc("unit");
+    for u in listed(unit_doc) {
+        assert!(
+            units.contains(u),
+            "unit doc names {u:?}, not a catalog unit"
+        );
+    }
+    let unnamed: Vec<&&str> = units
+        .iter()
+        .filter(|u| !listed(unit_doc).contains(u))
+        .collect();
+    if !unnamed.is_empty() {
+        // The doc may defer to the README, whose generated catalog names every unit.
+        assert!(
+            unit_doc.contains("README"),
+            "unit doc names neither {unnamed:?} nor the README's catalog"
+        );
+        let readme = fs::read_to_string(repo_root().join("README.md")).unwrap();
+        let (_, section, _) = split(&readme);
+        for u in unnamed {
+            assert!(
+                section.contains(&format!("| {u} |")),
+                "README catalog lacks unit {u}"
+            );
+        }
+    }
+
+    for item in listed(doc("unit_ucum")) {
+        match item.split_once(" for ") {
+            Some((code, unit)) => assert!(
+                CATALOG.iter().any(|s| s.ucum == code && s.unit == unit),
+                "unit_ucum doc: {code:?} is not the UCUM code of {unit:?}"
+            ),
+            None => assert!(
+                CATALOG.iter().any(|s| s.ucum == item),
+                "unit_ucum doc names {item:?}, not a catalog UCUM code"
+            ),
+        }
+    }
+
+    let loinc_doc = doc("loinc");
+    let codes: Vec<&str> = loinc_doc
+        .split(|c: char| !(c.is_ascii_digit() || c == '-'))
+        .filter(|w| w.len() > 2 && w.contains('-') && w.starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    assert!(!codes.is_empty(), "loinc doc names no code: {loinc_doc:?}");
+    for code in codes {
+        assert!(
+            CATALOG.iter().any(|s| s.loinc == Some(code)),
+            "loinc doc names {code}, which no catalog metric has"
+        );
+    }
+    for spec in CATALOG {
+        if loinc_doc.contains(&format!("{} has none", spec.name)) {
+            assert_eq!(spec.loinc, None, "loinc doc: {} has none", spec.name);
+        }
+    }
+
+    let activity_doc = doc("activity");
+    for code in listed(activity_doc) {
+        assert!(
+            code.parse::<Activity>().is_ok(),
+            "activity doc names {code:?}, not an activity code"
+        );
+    }
+    for spec in CATALOG.iter().filter(|s| s.kind == Kind::Session) {
+        assert!(
+            activity_doc.contains(spec.name),
+            "activity doc does not name the session metric {}",
+            spec.name
+        );
+    }
+}
