@@ -22,8 +22,10 @@
 //! all health patterns; sample arrays make the leaf ratio easy to inflate, the pattern ratio
 //! is not). The test fails when a vendor falls below either, or has no floor. To raise a
 //! floor after mapping more fields: run `make coverage`, and write the measured ratios
-//! rounded down to two decimals. Never lower one to make a change pass; a field that is
-//! really not a health value goes in the ignore list with its reason instead.
+//! rounded down to two decimals. A floor is lowered only when a new fixture brings fields
+//! the code does not map yet (they are listed in the report: say so in the commit), never
+//! because a change stopped reading a field; a field that is really not a health value goes
+//! in the ignore list with its reason instead.
 //!
 //! The report is printed and written to `target/coverage.md`.
 
@@ -679,7 +681,9 @@ fn fixture_coverage_does_not_fall_below_its_floors() {
                 if leaf + 1e-9 < lf || pattern + 1e-9 < pf {
                     problems.push(format!(
                         "{vendor}: coverage regressed: leaf ratio {leaf:.3} (floor {lf:.2}), \
-                         pattern ratio {pattern:.3} (floor {pf:.2}); see the dropped paths above"
+                         pattern ratio {pattern:.3} (floor {pf:.2}); see the dropped paths above. A change \
+                         that stops reading a field must not pass; a new fixture with fields not \
+                         mapped yet may lower the floor (coverage.rs says how)"
                     ));
                 } else if floor2(leaf) > lf || floor2(pattern) > pf {
                     println!(
