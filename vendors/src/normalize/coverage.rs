@@ -729,6 +729,50 @@ mod unit {
         assert!(perturb(&Value::from("0.5")).is_string());
     }
 
+    /// Health Auto Export payload with `n` samples of `name`, one a minute.
+    fn hae_series(name: &str, n: usize) -> Value {
+        let data: Vec<Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({"qty": 100 + i,
+                    "date": format!("2025-01-01 {:02}:{:02}:00 -0500", i / 60, i % 60)})
+            })
+            .collect();
+        serde_json::json!({"data": {"metrics": [{"name": name, "units": "count", "data": data}]}})
+    }
+
+    fn fates_of(doc: Value) -> (Vec<(Fate, usize)>, bool) {
+        let case = Case {
+            input: serde_json::to_vec(&doc).unwrap(),
+            args: serde_json::from_value(serde_json::json!({"principal": "u1"})).unwrap(),
+            headers: HashMap::new(),
+        };
+        let baseline = fingerprint(&case.normalize("healthkit", &case.input).unwrap().unwrap());
+        let mut leaves = Vec::new();
+        collect_leaves(&doc, &mut Vec::new(), &mut leaves);
+        let mut doc = doc;
+        let f = group_fates(&case, "healthkit", &mut doc, &baseline, &leaves).unwrap();
+        assert_eq!(
+            serde_json::to_vec(&doc).unwrap(),
+            case.input,
+            "document restored"
+        );
+        (f.counts, f.extrapolated)
+    }
+
+    #[test]
+    fn long_series_are_sampled_and_short_ones_tested_leaf_by_leaf() {
+        let (counts, extrapolated) = fates_of(hae_series("step_count", 10));
+        assert_eq!(counts[0], (Fate::Read, 10));
+        assert!(!extrapolated);
+        let (counts, extrapolated) = fates_of(hae_series("step_count", 200));
+        assert_eq!(counts[0], (Fate::Read, 200));
+        assert!(extrapolated);
+        // Nothing maps this name: every leaf dropped, which the joint perturbation proves.
+        let (counts, extrapolated) = fates_of(hae_series("no_such_metric", 200));
+        assert_eq!(counts[1], (Fate::Dropped, 200));
+        assert!(!extrapolated);
+    }
+
     #[test]
     fn named_series_are_one_pattern_per_name() {
         let doc: Value = serde_json::json!({"data": {"metrics": [
