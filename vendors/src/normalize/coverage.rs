@@ -6,7 +6,9 @@
 //! is perturbed on its own (`x * 1.37 + 0.5`, integers kept integers) and the payload is
 //! normalized again through the fixture harness's own dispatch. If the readings change, the
 //! leaf is **read**; if they do not, it is **dropped**; if the payload is now refused, it is
-//! **rejected** (consumed by a check, not counted as read).
+//! **rejected** (consumed by a check, not counted as read). Error cases and deletions
+//! (tombstones, no readings: nothing to read) are not measured. Long sample arrays are
+//! sampled; [`group_fates`] says how.
 //!
 //! The only hand-written input is what is *not* a health value: `<vendor>/coverage_ignore.txt`
 //! lists JSON-path patterns (ids, epoch timestamps, offsets, versions, codes), one per line,
