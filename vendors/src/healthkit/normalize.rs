@@ -636,13 +636,15 @@ fn workout(
     let id = text(w, &["id"])
         .map(str::to_owned)
         .unwrap_or_else(|| format!("workout:{start_raw}"));
-    let name = text(w, &["name"]).map(str::trim).unwrap_or("");
-    let activity = match names::workout(name) {
-        Some(a) => a,
-        None => {
-            unmapped.insert(format!("activity:{}", clip(name)));
+    // A workout without a name has no sport to map (nothing to report either).
+    let name = text(w, &["name"]).map(str::trim);
+    let activity = match name.map(|n| (n, names::workout(n))) {
+        Some((_, Some(a))) => a,
+        Some((n, None)) => {
+            unmapped.insert(format!("activity:{}", clip(n)));
             Activity::Other
         }
+        None => Activity::Other,
     };
     let rec = Record {
         user_id: user_id.to_owned(),
