@@ -5,8 +5,9 @@
 //! Sources, cited per row by a letter:
 //! - **D**: documented: the developer's reference server (`HealthyApps/health-auto-export-server`,
 //!   `MetricName.ts`) and the export-format pages (help.healthyapps.dev, the app's wiki).
-//! - **R**: seen in real exports published by other projects (the names Health Auto Export
-//!   writes today; some differ from `MetricName.ts`, e.g. `walking_heart_rate_average`).
+//! - **R**: seen in Health Auto Export payloads other projects published (samples, test
+//!   fixtures) or in the name tables of their integrations: what the app writes today;
+//!   some differ from `MetricName.ts`, e.g. `walking_heart_rate_average`.
 //! - **A**: Apple's `HKWorkoutActivityType` display names (the app writes the name Apple
 //!   Health shows), not seen in an export: unverified, listed to be liberal.
 
@@ -53,7 +54,11 @@ pub(crate) const METRICS: &[MetricName] = &[
     },
     qty("resting_heart_rate", Metric::RestingHeartRate, "D R"),
     qty("heart_rate_variability", Metric::HrvSdnn, "D R; Apple measures SDNN"),
-    qty("heart_rate_variability_sdnn", Metric::HrvSdnn, "R (older exports)"),
+    qty(
+        "heart_rate_variability_sdnn",
+        Metric::HrvSdnn,
+        "named in another project's notes, unverified",
+    ),
     qty("walking_heart_rate_average", Metric::WalkingHeartRateAverage, "R"),
     qty("walking_heart_rate", Metric::WalkingHeartRateAverage, "D"),
     qty("cardio_recovery", Metric::HeartRateRecovery, "D R; Apple's one-minute heart-rate recovery"),
@@ -105,7 +110,7 @@ pub(crate) const METRICS: &[MetricName] = &[
     qty("body_fat_percentage", Metric::BodyFatPercentage, "D R"),
     qty("lean_body_mass", Metric::LeanBodyMass, "D"),
     qty("vo2_max", Metric::Vo2Max, "D R"),
-    qty("vo2max", Metric::Vo2Max, "older exports"),
+    qty("vo2max", Metric::Vo2Max, "an older `MetricName.ts` (vendors.md §4)"),
 ];
 
 /// The mapping of a metric name, if it has one.
@@ -273,7 +278,7 @@ pub(crate) fn render_mapping() -> String {
          Generated from `names.rs` (`cargo test -p vendors --features processor \
          healthkit::names` fails when this file is stale; `UPDATE_MAPPING=1` rewrites it). \
          Sources: **D** documented (reference server `MetricName.ts`, export-format pages), \
-         **R** seen in real exports, **A** Apple's workout display name, unverified in an export.\n\n\
+         **R** seen in payloads or name tables of other projects' integrations, **A** Apple's workout display name, unverified in an export.\n\n\
          ## Metrics\n\n| Health Auto Export `name` | Catalog metric | Source, notes |\n|---|---|---|\n",
     );
     for m in METRICS {
