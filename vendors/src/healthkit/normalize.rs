@@ -713,3 +713,79 @@ fn workout(
     heart_rate_samples(w, "heartRateRecovery", &rec, out)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use bridge_core::catalog::Kind;
+
+    use super::*;
+
+    fn envelope(body: Vec<u8>) -> RawEnvelope {
+        RawEnvelope {
+            event_id: "test".into(),
+            vendor: VENDOR.into(),
+            received_at_micros: 0,
+            headers: Default::default(),
+            query: None,
+            principal: Some("hk-user".into()),
+            content_type: Some("application/json".into()),
+            body,
+            edge_instance: "test".into(),
+        }
+    }
+
+    /// Agents sum interval metrics per document: across every fixture that normalizes,
+    /// no document carries two readings of one interval metric (a per-sample list beside
+    /// its total would).
+    #[test]
+    fn no_document_counts_an_amount_twice() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/healthkit");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let companion = [".expected.json", ".args.json", ".headers.json"];
+            if !name.ends_with(".json") || companion.iter().any(|c| name.ends_with(c)) {
+                continue;
+            }
+            let Ok(out) = normalize(&envelope(std::fs::read(&path).unwrap())) else {
+                continue;
+            };
+            let mut per_doc: HashMap<_, usize> = HashMap::new();
+            for r in out.readings.iter().filter(|r| r.metric.kind() == Kind::Interval) {
+                *per_doc
+                    .entry((r.source_record_id.clone(), r.source.clone(), r.metric))
+                    .or_default() += 1;
+            }
+            for (key, n) in per_doc {
+                assert_eq!(n, 1, "{name}: {key:?} has {n} readings");
+            }
+            checked += 1;
+        }
+        assert!(checked >= 10, "only {checked} fixtures normalized");
+    }
+
+    #[test]
+    fn a_workout_total_wins_over_its_samples_and_zero_is_absent() {
+        let body = br#"{"data":{"workouts":[{"id":"w","name":"Indoor Walk",
+            "start":"2025-01-01 10:00:00 +0000","end":"2025-01-01 10:10:00 +0000",
+            "activeEnergyBurned":{"qty":50,"units":"kcal"},
+            "activeEnergy":[{"date":"2025-01-01 10:00:00 +0000","qty":20,"units":"kcal"}],
+            "stepCount":[{"date":"2025-01-01 10:00:00 +0000","qty":0,"units":"count"}],
+            "distance":{"qty":0,"units":"km"}}]}}"#;
+        let out = normalize(&envelope(body.to_vec())).unwrap();
+        let got: Vec<(Metric, f64)> = out.readings.iter().map(|r| (r.metric, r.value)).collect();
+        assert_eq!(
+            got,
+            vec![(Metric::WorkoutDuration, 600.0), (Metric::ActiveEnergy, 50.0)]
+        );
+        assert!(
+            out.readings
+                .iter()
+                .all(|r| r.activity == Some(Activity::Walking))
+        );
+        assert!(out.unmapped.is_empty());
+    }
+}
