@@ -387,11 +387,16 @@ async fn a_growing_health_auto_export_sleep_session_is_one_set() {
     })
     .await;
     let rows = mine(&rows);
+    // Stage rows carry their segment's own interval; every other row spans the session.
     assert!(
-        rows.keys().all(|k| k.3 == "2025-03-02T05:00:00"),
+        rows.keys()
+            .filter(|k| k.0 != "sleep_stage")
+            .all(|k| k.3 == "2025-03-02T05:00:00"),
         "one set: {rows:#?}"
     );
     assert_eq!(value_of(&rows, "sleep_deep"), [10_800.0]);
+    // The hypnogram: Core (light, 2) then Deep (3), one row per segment.
+    assert_eq!(value_of(&rows, "sleep_stage"), [2.0, 3.0]);
     log.catch_up().await;
     let folded: Rows = log
         .fold(user)
