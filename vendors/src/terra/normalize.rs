@@ -11,6 +11,8 @@
 //! provider's, and mixing both under one `sleep_score` row would make the value flip
 //! between two algorithms depending on which arrived last.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -220,11 +222,20 @@ fn day_record(kind: &str, m: &Meta, base: &Record) -> Result<Record, NormalizeEr
     })
 }
 
-/// `heart_rate_data.summary`: average HR, resting HR (unless `with_resting` is false),
-/// RMSSD and SDNN, each kept as its own metric.
-fn heart_summary(hr: &Value, rec: &Record, out: &mut Vec<Reading>, m: &Meta, with_resting: bool) {
-    let at = |k: &str| num(hr, &["summary", k]);
+/// `heart_rate_data`: the summary (mean, minimum and maximum over the document's
+/// interval, resting HR unless `with_resting` is false, RMSSD and SDNN, each its own
+/// metric) and the per-sample series of `detailed`. A 0 bpm or 0 ms means "not measured".
+fn heart(
+    hr: &Value,
+    rec: &Record,
+    out: &mut Vec<Reading>,
+    m: &Meta,
+    with_resting: bool,
+) -> Result<(), NormalizeError> {
+    let at = |k: &str| measured(num(hr, &["summary", k]));
     rec.push(out, Metric::HeartRate, at("avg_hr_bpm"), m.start, m.end);
+    rec.push(out, Metric::HeartRateMin, at("min_hr_bpm"), m.start, m.end);
+    rec.push(out, Metric::HeartRateMax, at("max_hr_bpm"), m.start, m.end);
     if with_resting {
         rec.push(
             out,
@@ -236,6 +247,60 @@ fn heart_summary(hr: &Value, rec: &Record, out: &mut Vec<Reading>, m: &Meta, wit
     }
     rec.push(out, Metric::HrvRmssd, at("avg_hrv_rmssd"), m.start, m.end);
     rec.push(out, Metric::HrvSdnn, at("avg_hrv_sdnn"), m.start, m.end);
+    let hr_samples = Series::read(
+        hr,
+        &["detailed", "hr_samples"],
+        "bpm",
+        "heart_rate_data.detailed.hr_samples.timestamp",
+    )?;
+    hr_samples.push(rec, out, Metric::HeartRate);
+    Ok(())
+}
+
+/// A vendor 0 stands for "not measured" in every field this is applied to.
+fn measured(v: Option<f64>) -> Option<f64> {
+    v.filter(|x| *x != 0.0)
+}
+
+/// One sample array as instants: `[{timestamp, <value key>}]`.
+///
+/// - A sample without a numeric value, with a value of 0 ("not measured"), or without a
+///   timestamp is skipped; a present but unreadable timestamp is an error, as for every
+///   other Terra time.
+/// - Two samples at the same instant keep the last one, in the first one's place: the
+///   sink's key holds one row per metric and instant of a document.
+struct Series(Vec<(DateTime<Utc>, f64)>);
+
+impl Series {
+    fn read(
+        block: &Value,
+        path: &[&str],
+        value_key: &str,
+        field: &'static str,
+    ) -> Result<Series, NormalizeError> {
+        let mut points: Vec<(DateTime<Utc>, f64)> = Vec::new();
+        let mut at: HashMap<DateTime<Utc>, usize> = HashMap::new();
+        for s in array(block, path, field)? {
+            let value = measured(num(s, &[value_key]));
+            let Some((t, v)) = instant(s, "timestamp", field, value)? else {
+                continue;
+            };
+            match at.get(&t) {
+                Some(&i) => points[i].1 = v,
+                None => {
+                    at.insert(t, points.len());
+                    points.push((t, v));
+                }
+            }
+        }
+        Ok(Series(points))
+    }
+
+    fn push(&self, rec: &Record, out: &mut Vec<Reading>, metric: Metric) {
+        for &(t, v) in &self.0 {
+            rec.push(out, metric, Some(v), t, t);
+        }
+    }
 }
 
 /// `oxygen_data`: average saturation (already 0–100) and VO2 max.
@@ -298,7 +363,7 @@ fn sleep(item: &Value, base: &Record, out: &mut Vec<Reading>) -> Result<(), Norm
     let efficiency = num(item, &["sleep_durations_data", "sleep_efficiency"]);
     push(out, Metric::SleepEfficiency, efficiency);
     if let Some(hr) = get(item, &["heart_rate_data"]) {
-        heart_summary(hr, &rec, out, &m, true);
+        heart(hr, &rec, out, &m, true)?;
     }
     let r = |a: &str, b: &str| num(item, &["respiration_data", a, b]);
     push(
@@ -336,7 +401,7 @@ fn daily(item: &Value, base: &Record, out: &mut Vec<Reading>) -> Result<(), Norm
     push(out, Metric::ActiveEnergy, c("net_activity_calories"));
     push(out, Metric::BasalEnergy, c("BMR_calories"));
     if let Some(hr) = get(item, &["heart_rate_data"]) {
-        heart_summary(hr, &rec, out, &m, true);
+        heart(hr, &rec, out, &m, true)?;
     }
     oxygen(item, &rec, out, &m);
     push(
@@ -362,7 +427,7 @@ fn body_doc(item: &Value, base: &Record, out: &mut Vec<Reading>) -> Result<(), N
     let m = meta(item)?;
     let rec = day_record("body", &m, base)?;
     if let Some(hr) = get(item, &["heart_data", "heart_rate_data"]) {
-        heart_summary(hr, &rec, out, &m, true);
+        heart(hr, &rec, out, &m, true)?;
     }
     oxygen(item, &rec, out, &m);
     // Samples are instants at their own timestamp; one without a timestamp cannot be placed.
@@ -429,7 +494,7 @@ fn activity(item: &Value, base: &Record, out: &mut Vec<Reading>) -> Result<(), N
     push(out, Metric::StepCount, d("steps"));
     // A "resting" heart rate measured over a workout interval would mislead: not emitted.
     if let Some(hr) = get(item, &["heart_rate_data"]) {
-        heart_summary(hr, &rec, out, &m, false);
+        heart(hr, &rec, out, &m, false)?;
     }
     oxygen(item, &rec, out, &m);
     push(
