@@ -7,6 +7,13 @@
 //! - `s3_payload` / `s3_upload` → [`NormalizeError::PayloadByReference`].
 //! - Anything else → [`NormalizeError::UnsupportedType`], so it is kept in the DLQ.
 //!
+//! Field names follow Terra's published data models (`tryterra/openapi`,
+//! `data_models/specs/data_models/*.tsp`); the few accepted beyond them say "unverified".
+//! Summaries cover the document's interval; sample arrays become instants at each
+//! sample's `timestamp` (see [`Doc::series`]); `sleep` and `activity` documents are
+//! sessions (`Record.activity`). Step, distance and calorie samples are never read: the
+//! documents carry the totals, and agents sum those.
+//!
 //! Terra's own `data_enrichment` scores are not mapped: they are Terra-computed, not the
 //! provider's, and mixing both under one `sleep_score` row would make the value flip
 //! between two algorithms depending on which arrived last.
@@ -394,8 +401,8 @@ const ZONE_METRICS: [(Metric, f64, f64); 6] = [
 /// Terra's zone numbers match the catalog's only when the zone is the same band of
 /// maximum heart rate. A zone whose `start_percentage`/`end_percentage` are given and
 /// differ from the catalog's band (a provider's custom zones, heart-rate-reserve zones) is
-/// no reading and is counted as `heart_rate_zone:<zone>` in `unmapped` by the caller's
-/// [`Normalized`]; zone 6 (`OTHER`) and unknown numbers are the same. Percentages absent:
+/// no reading and is counted as `heart_rate_zone:<zone>` in `Normalized::unmapped`;
+/// zone 6 (`OTHER`) and unknown numbers are the same. Percentages absent:
 /// Terra's number is trusted. Zone 0's lower bound is not checked (it is "below 50 %").
 /// A duration of 0 s is a real "no time in this zone", not a missing value.
 fn zones(doc: &mut Doc<'_>, hr: &Value) -> Result<(), NormalizeError> {
@@ -404,21 +411,20 @@ fn zones(doc: &mut Doc<'_>, hr: &Value) -> Result<(), NormalizeError> {
         let Some(zone) = num(z, &["zone"]) else {
             continue;
         };
-        let band = ZONE_METRICS
-            .iter()
-            .enumerate()
-            .find(|(n, _)| *n as f64 == zone)
-            .map(|(n, band)| (n, *band));
-        let fits = |(n, (_, lo, hi)): (usize, (Metric, f64, f64))| {
-            let close = |key: &str, want: f64| num(z, &[key]).is_none_or(|v| (v - want).abs() < 0.5);
-            (n == 0 || close("start_percentage", lo)) && close("end_percentage", hi)
-        };
-        match band {
-            Some(b) if fits(b) => doc.span(b.1.0, num(z, &["duration_seconds"])),
-            _ => doc.unmapped.push(format!("heart_rate_zone:{zone}")),
+        let band = (0..ZONE_METRICS.len()).find(|&n| n as f64 == zone);
+        match band.filter(|&n| zone_fits(z, n)) {
+            Some(n) => doc.span(ZONE_METRICS[n].0, num(z, &["duration_seconds"])),
+            None => doc.unmapped.push(format!("heart_rate_zone:{zone}")),
         }
     }
     Ok(())
+}
+
+/// Whether a Terra zone's percentages, where given, are the catalog's band `n`.
+fn zone_fits(z: &Value, n: usize) -> bool {
+    let (_, lo, hi) = ZONE_METRICS[n];
+    let close = |key: &str, want: f64| num(z, &[key]).is_none_or(|v| (v - want).abs() < 0.5);
+    (n == 0 || close("start_percentage", lo)) && close("end_percentage", hi)
 }
 
 /// `oxygen_data` (daily, body, activity): average saturation (already 0–100), VO2 max,
