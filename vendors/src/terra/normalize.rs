@@ -286,8 +286,7 @@ impl Doc<'_> {
 
     /// One sample array as instants (start == end == the sample's `timestamp`):
     /// `block.<path>[] = {timestamp, <value_key>}`. A sample without a numeric value, with
-    /// a value of 0 ("not measured": Terra fills unmeasured sample fields with 0 or null),
-    /// or without a timestamp is no reading; a present but unreadable timestamp is an
+    /// a value of 0 (see [`measured`]), or without a timestamp is no reading; a present but unreadable timestamp is an
     /// error, as for every other Terra time. `field` names the array in that error.
     fn series(
         &mut self,

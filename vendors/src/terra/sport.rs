@@ -188,8 +188,9 @@ pub(crate) fn sport(kind: Option<&Value>) -> (Activity, Option<String>) {
     let unmapped = |label: String| (Activity::Other, Some(format!("activity:{label}")));
     let row = match kind {
         None => return (Activity::Other, None),
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(code) => TYPES.iter().find(|row| row.0 == code),
+        // `8.0` is 8: a serializer that writes every number as a float changes nothing.
+        Some(Value::Number(n)) => match n.as_f64().filter(|f| f.fract() == 0.0) {
+            Some(code) => TYPES.iter().find(|row| row.0 as f64 == code),
             None => return unmapped(crate::normalize::clip(&n.to_string())),
         },
         Some(Value::String(s)) => {
@@ -248,6 +249,7 @@ mod tests {
     fn mapped_unmapped_and_vendor_unknown() {
         assert_eq!(sport(Some(&json!(8))), (Activity::Running, None));
         assert_eq!(sport(Some(&json!("8"))), (Activity::Running, None));
+        assert_eq!(sport(Some(&json!(8.0))), (Activity::Running, None));
         assert_eq!(
             sport(Some(&json!("MOUNTAIN_BIKING"))),
             (Activity::Cycling, None)
