@@ -726,3 +726,90 @@ fn activity(doc: &mut Doc<'_>, item: &Value) -> Result<(), NormalizeError> {
     doc.span(Metric::Strain, num(item, &["strain_data", "strain_level"]));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn run(body: &Value) -> Result<Normalized, NormalizeError> {
+        normalize(&RawEnvelope {
+            event_id: "t".into(),
+            vendor: VENDOR.into(),
+            received_at_micros: 0,
+            headers: HashMap::new(),
+            query: None,
+            principal: None,
+            content_type: Some("application/json".into()),
+            body: serde_json::to_vec(body).unwrap(),
+            edge_instance: "t".into(),
+        })
+    }
+
+    fn daily(blocks: Value) -> Value {
+        let mut item = json!({"metadata": {"start_time": "2025-01-01T00:00:00.000000+00:00",
+            "end_time": "2025-01-02T00:00:00.000000+00:00", "upload_type": 1}});
+        for (k, v) in blocks.as_object().unwrap() {
+            item[k] = v.clone();
+        }
+        json!({"type": "daily", "user": {"user_id": "u", "provider": "GARMIN"}, "data": [item]})
+    }
+
+    /// A day of per-minute samples is one instant per minute, once each, all of the
+    /// document; repeating the whole array changes nothing.
+    #[test]
+    fn a_day_of_minute_samples_is_one_row_per_minute() {
+        let samples: Vec<Value> = (0..1440)
+            .map(|m| {
+                json!({"timestamp": format!("2025-01-01T{:02}:{:02}:00+00:00", m / 60, m % 60),
+                       "bpm": 50 + m % 70})
+            })
+            .collect();
+        let twice: Vec<Value> = samples.iter().chain(&samples).cloned().collect();
+        for arr in [samples, twice] {
+            let out = run(&daily(json!({"heart_rate_data": {
+                "summary": {"avg_hr_bpm": 70},
+                "detailed": {"hr_samples": arr}}})))
+            .unwrap();
+            let instants: Vec<&Reading> = out
+                .readings
+                .iter()
+                .filter(|r| r.start_time == r.end_time)
+                .collect();
+            assert_eq!(instants.len(), 1440);
+            assert_eq!(out.readings.len(), 1441, "plus the day's mean");
+            let times: HashSet<_> = instants.iter().map(|r| r.start_time).collect();
+            assert_eq!(times.len(), 1440);
+            assert!(out.readings.iter().all(|r| r.metric == Metric::HeartRate
+                && r.source_record_id == "daily:2025-01-01"
+                && r.activity.is_none()));
+        }
+    }
+
+    #[test]
+    fn hostile_sample_blocks_are_errors_or_skipped() {
+        // Not a list: a shape error, never a guess.
+        for blocks in [
+            json!({"heart_rate_data": {"detailed": {"hrv_samples_rmssd": 5}}}),
+            json!({"oxygen_data": {"saturation_samples": "x"}}),
+            json!({"MET_data": {"MET_samples": {}}}),
+            json!({"heart_rate_data": {"summary": {"hr_zone_data": 1}}}),
+        ] {
+            let err = run(&daily(blocks)).unwrap_err();
+            assert_eq!(err.reason(), "unsupported_shape");
+        }
+        // Items that are not sample objects, or carry strings, are no readings.
+        let out = run(&daily(json!({"heart_rate_data": {"detailed": {"hr_samples": [
+            7, null, "x", [], {"timestamp": "2025-01-01T06:00:00Z", "bpm": "60"},
+            {"timestamp": 5, "bpm": 60}]}}})))
+        .unwrap();
+        assert_eq!(out.readings, []);
+        let sleep = json!({"type": "sleep", "user": {"user_id": "u"}, "data": [{
+            "metadata": {"start_time": "2025-01-01T00:00:00Z", "end_time": "2025-01-01T08:00:00Z"},
+            "sleep_durations_data": {"hypnogram_samples": {"level": 4}}}]});
+        assert_eq!(run(&sleep).unwrap_err().reason(), "unsupported_shape");
+    }
+}
