@@ -520,8 +520,12 @@ fn sleep(doc: &mut Doc<'_>, item: &Value) -> Result<(), NormalizeError> {
         Metric::SleepNoData,
         d("other", "duration_unmeasurable_sleep_seconds"),
     );
-    // Terra documents sleep_efficiency as a 0–100 percentage.
-    let efficiency = num(item, &["sleep_durations_data", "sleep_efficiency"]);
+    // Terra's model types sleep_efficiency as a 0–100 integer, but Terra payloads in
+    // third-party test suites carry fractions (0.9; unverified against a live delivery):
+    // a value ≤ 1 is read as a fraction, as for Health Auto Export (an efficiency of 1 %
+    // or less is not a night's sleep).
+    let efficiency = num(item, &["sleep_durations_data", "sleep_efficiency"])
+        .and_then(|v| units::to_canonical(Metric::SleepEfficiency, v, "%"));
     doc.span(Metric::SleepEfficiency, efficiency);
     hypnogram(doc, item)?;
     if let Some(hr) = get(item, &["heart_rate_data"]) {
