@@ -225,7 +225,8 @@ async fn terra_revisions_devices_and_implausible_values() {
         value_of(r, "sleep_total") == [27_000.0]
     })
     .await;
-    assert_eq!(rows.len(), 3, "one set: {rows:#?}");
+    // sleep_total, heart_rate, oxygen_saturation and the night's sleep_session.
+    assert_eq!(rows.len(), 4, "one set: {rows:#?}");
     assert_eq!(value_of(&rows, "heart_rate"), [54.0]);
     assert!(
         rows.keys().all(|k| k.3 == "2025-03-02T05:30:00"),
@@ -274,8 +275,9 @@ async fn terra_revisions_devices_and_implausible_values() {
         300,
     )
     .await;
-    let rows = settle(&pool, &user, "implausible dropped", |r| r.len() == 1).await;
+    let rows = settle(&pool, &user, "implausible dropped", |r| r.len() == 2).await;
     assert_eq!(value_of(&rows, "sleep_total"), [27_000.0]);
+    assert_eq!(value_of(&rows, "sleep_session"), [27_000.0]);
     let text = reqwest::get(format!("{}/metrics", processor.url))
         .await
         .unwrap()
