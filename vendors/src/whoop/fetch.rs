@@ -89,7 +89,8 @@ fn job(v: &Value) -> Result<Box<dyn Job>, NormalizeError> {
     // keyed by the UUID). Refused loudly, never fetched into a 404 and closed as
     // not_found. Cycles kept their integer ids in v2, so `recovery.*` with an integer
     // (the cycle id, as v1 documented) is still resolved.
-    if let (WhoopId::Int(n), true) = (&id, kind.starts_with("sleep.") || kind.starts_with("workout.")) {
+    let keyed_by_uuid = kind.starts_with("sleep.") || kind.starts_with("workout.");
+    if let (true, WhoopId::Int(n)) = (keyed_by_uuid, &id) {
         return Err(v1_webhook(kind, *n));
     }
     Ok(match kind {
