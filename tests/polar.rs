@@ -343,8 +343,9 @@ async fn polar_notifications_become_rows_and_their_url_is_never_fetched() {
         post_polar(&edge, n).await;
     }
 
-    // exercise 4 + night 9 + recharge 6 + continuous HR 3 + activity 4 + physical 2.
-    let got = rows(&pool, &user, 28).await;
+    // exercise 5 + night 15 (9 + session, cycles, 4 hypnogram bouts) + recharge 6 +
+    // continuous HR 3 + activity 4 + physical 2.
+    let got = rows(&pool, &user, 35).await;
     let key = |m: &str, id: &str, t: &str| (m.to_string(), id.to_string(), t.to_string());
     let exercise = format!("exercise:{EXERCISE_ID}");
     assert_eq!(
@@ -378,6 +379,30 @@ async fn polar_notifications_become_rows_and_their_url_is_never_fetched() {
     );
     let physical = "physical_info:2025-01-02T09:00:00Z";
     assert_eq!(got[&key("weight", physical, "2025-01-02T09:00:00Z")], 70.5);
+    assert_eq!(
+        got[&key("sleep_stage", &sleep, "2024-12-31T23:00:00Z")],
+        f64::from(bridge_core::model::SleepStage::Deep.code() as u8)
+    );
+    // Sessions: every row of the exercise and of the night carries its activity; the
+    // other documents none.
+    let activities: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+        "select source_record_id, activity, count(*) from readings \
+         where user_id = $1 group by 1, 2 order by 1, 2",
+    )
+    .bind(&user)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let of = |id: &str| -> Vec<(Option<String>, i64)> {
+        activities
+            .iter()
+            .filter(|(d, _, _)| d == id)
+            .map(|(_, a, n)| (a.clone(), *n))
+            .collect()
+    };
+    assert_eq!(of(&exercise), [(Some("running".into()), 5)]);
+    assert_eq!(of(&sleep), [(Some("sleep".into()), 15)]);
+    assert_eq!(of(&recharge), [(None, 6)]);
 
     // Every GET went to the configured AccessLink with the account's token; the host
     // the notifications named saw nothing.
@@ -429,7 +454,7 @@ async fn polar_notifications_become_rows_and_their_url_is_never_fetched() {
         assert!(Instant::now() < deadline, "204 not closed as not_found");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let _ = rows(&pool, &user, 28).await;
+    let _ = rows(&pool, &user, 35).await;
 
     // A revoked token: Polar has no refresh token, so the account needs linking again.
     api.refuse_tokens();
@@ -466,7 +491,7 @@ async fn polar_notifications_become_rows_and_their_url_is_never_fetched() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(elsewhere.calls().is_empty());
-    let _ = rows(&pool, &user, 28).await;
+    let _ = rows(&pool, &user, 35).await;
     drop(processor);
 }
 

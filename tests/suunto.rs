@@ -187,8 +187,9 @@ async fn suunto_webhooks_become_rows_and_an_incomplete_workout_is_fetched() {
     }
 
     let pool = PgPool::connect(&database_url()).await.expect("postgres");
-    // Sleep 9 (fixture), complete workout 5, fetched workout 3 (duration, distance, HR).
-    let got = rows(&pool, &user, 17).await;
+    // Sleep 12 (fixture: 9 + session, latency, mean HR), complete workout 7 (+ maximum HR,
+    // speed), fetched workout 3 (duration, distance, HR).
+    let got = rows(&pool, &user, 22).await;
     let at = |id: &str, metric: &str| got.get(&(id.to_owned(), metric.to_owned())).copied();
     assert_eq!(at("sleep:123456", "sleep_total"), Some(25200.0));
     assert_eq!(at("sleep:123456", "sleep_awake"), Some(1200.0));
@@ -201,6 +202,26 @@ async fn suunto_webhooks_become_rows_and_an_incomplete_workout_is_fetched() {
     assert_eq!(at(&fetched, "workout_duration"), Some(1800.0));
     assert_eq!(at(&fetched, "distance"), Some(5000.0));
     assert_eq!(at(&fetched, "heart_rate"), Some(150.0));
+    assert_eq!(at("sleep:123456", "sleep_session"), Some(28200.0));
+    // Sessions carry their activity: the fetched workout's activityId 1 is running.
+    let activity: Vec<(String, Option<String>)> = sqlx::query_as(
+        "select distinct source_record_id, activity from readings where user_id = $1 order by 1",
+    )
+    .bind(&user)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        activity,
+        [
+            ("sleep:123456".into(), Some("sleep".into())),
+            (
+                "workout:67604889401b942184624cb8".into(),
+                Some("cross_country_skiing".into())
+            ),
+            (fetched.clone(), Some("running".into())),
+        ]
+    );
 
     let calls = calls.lock().unwrap().clone();
     assert_eq!(

@@ -21,6 +21,28 @@ struct ReadingLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UnmappedLabels {
+    vendor: String,
+    name: String,
+}
+
+/// Distinct `processor_unmapped_total` series at most: names come from payloads (a Health
+/// Auto Export metric name is whatever the app writes), so an unbounded label would let
+/// one client grow every scrape without limit. Names past the cap count as `other`.
+pub const MAX_UNMAPPED_SERIES: usize = 500;
+
+/// The label for an unmapped name: names that are not short snake_case-ish identifiers
+/// (what vendors use) count as `invalid`, so hostile bytes never reach the exposition.
+fn unmapped_label(name: &str) -> &str {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.' | b' '));
+    if ok { name } else { "invalid" }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -177,6 +199,8 @@ pub struct Metrics {
     parked_oldest: Family<OpenReasonLabels, Gauge<f64, AtomicU64>>,
     start_time: Gauge<f64, AtomicU64>,
     implausible: Family<ReadingLabels, Counter>,
+    unmapped: Family<UnmappedLabels, Counter>,
+    unmapped_series: Mutex<std::collections::HashSet<UnmappedLabels>>,
 }
 
 impl Default for Metrics {
@@ -218,6 +242,8 @@ impl Metrics {
             parked_oldest: Family::default(),
             start_time: Gauge::default(),
             implausible: Family::default(),
+            unmapped: Family::default(),
+            unmapped_series: Mutex::default(),
             registry: Registry::default(),
         };
         m.start_time
@@ -335,6 +361,12 @@ impl Metrics {
             "Values outside their metric's plausible range, not stored, by vendor and metric",
             Listed(m.implausible.clone()),
         );
+        registry.register(
+            "processor_unmapped",
+            "Names payloads carried that no mapping covers (vendor metric names, \
+             activity:<sport>), by vendor and name; at most 500 series, the rest as other",
+            Listed(m.unmapped.clone()),
+        );
         Metrics { registry, ..m }
     }
 
@@ -399,6 +431,29 @@ impl Metrics {
                 metric,
             })
             .inc();
+    }
+
+    /// A payload of `vendor` carried `name` (a vendor metric or field, `activity:<sport>`)
+    /// that no mapping covers: the value was not turned into a reading.
+    pub fn unmapped(&self, vendor: &str, name: &str) {
+        let mut labels = UnmappedLabels {
+            vendor: vendor.to_string(),
+            name: unmapped_label(name).to_string(),
+        };
+        {
+            let mut seen = self
+                .unmapped_series
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if !seen.contains(&labels) {
+                if seen.len() < MAX_UNMAPPED_SERIES {
+                    seen.insert(labels.clone());
+                } else {
+                    labels.name = "other".into();
+                }
+            }
+        }
+        self.unmapped.get_or_create(&labels).inc();
     }
 
     /// A batch of `records` raw records finished after `seconds`.
@@ -555,6 +610,44 @@ mod tests {
         text.lines()
             .find(|l| l.split_whitespace().next() == Some(name))
             .and_then(|l| l.split_whitespace().last()?.parse().ok())
+    }
+
+    #[test]
+    fn unmapped_names_are_counted_sanitized_and_bounded() {
+        let m = Metrics::new();
+        m.unmapped("healthkit", "walking_steadiness");
+        m.unmapped("healthkit", "walking_steadiness");
+        m.unmapped("terra", "activity:108");
+        m.unmapped("healthkit", "evil\"} 1\nfake_metric 9");
+        let text = m.encode();
+        assert!(text.contains("# TYPE processor_unmapped counter"), "{text}");
+        let line = |labels: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("processor_unmapped_total{{{labels}}}")))
+                .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        };
+        assert_eq!(
+            line(r#"vendor="healthkit",name="walking_steadiness""#),
+            Some(2.0)
+        );
+        assert_eq!(line(r#"vendor="terra",name="activity:108""#), Some(1.0));
+        assert_eq!(line(r#"vendor="healthkit",name="invalid""#), Some(1.0));
+        assert!(!text.contains("fake_metric"), "{text}");
+
+        // A client sending endless fresh names cannot grow the exposition past the cap.
+        for i in 0..MAX_UNMAPPED_SERIES + 50 {
+            m.unmapped("healthkit", &format!("name_{i}"));
+        }
+        let series = m
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with("processor_unmapped_total{"))
+            .count();
+        assert_eq!(
+            series,
+            MAX_UNMAPPED_SERIES + 1,
+            "the cap plus the `other` series"
+        );
     }
 
     #[test]

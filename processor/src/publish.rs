@@ -83,6 +83,9 @@ struct ReadingRecord<'a> {
     raw_event_id: &'a str,
     raw_partition: i32,
     raw_offset: i64,
+    unit_ucum: Option<&'a str>,
+    loinc: Option<&'a str>,
+    activity: Option<&'a str>,
 }
 
 impl<'a> ReadingRecord<'a> {
@@ -101,6 +104,9 @@ impl<'a> ReadingRecord<'a> {
             raw_event_id: &p.event_id,
             raw_partition: p.partition,
             raw_offset: p.offset,
+            unit_ucum: Some(r.metric.ucum()),
+            loinc: r.metric.loinc(),
+            activity: r.activity.map(|a| a.as_str()),
         }
     }
 }
@@ -675,6 +681,18 @@ mod tests {
             ("raw_event_id".into(), Value::String(p.event_id.clone())),
             ("raw_partition".into(), Value::Int(p.partition)),
             ("raw_offset".into(), Value::Long(p.offset)),
+            (
+                "unit_ucum".into(),
+                union(Some(Value::String(r.metric.ucum().into()))),
+            ),
+            (
+                "loinc".into(),
+                union(r.metric.loinc().map(|c| Value::String(c.into()))),
+            ),
+            (
+                "activity".into(),
+                union(r.activity.map(|a| Value::String(a.as_str().into()))),
+            ),
         ])
     }
 
@@ -718,13 +736,19 @@ mod tests {
             value: -0.0,
             ..base.clone()
         };
+        // A session reading, and one of a metric without a LOINC code.
+        let session = Reading {
+            metric: Metric::HrvRmssd,
+            activity: Some(crate::model::Activity::Running),
+            ..base.clone()
+        };
         let p = Provenance {
             event_id: "evt-1".into(),
             partition: 3,
             offset: 1 << 40,
             traceparent: None,
         };
-        for r in [base, anonymous] {
+        for r in [base, anonymous, session] {
             let direct = value_writer
                 .write_ser_to_vec(&ReadingRecord::new(&r, &p))
                 .unwrap();

@@ -547,7 +547,13 @@ fn written_event(stats: &WriteStats) {
 fn count_written(metrics: &Metrics, records: &[Record], group: &[usize]) {
     let mut counts: HashMap<(&str, &'static str), u64> = HashMap::new();
     for &i in group {
-        if let State::Ready { normalized, .. } = &records[i].state {
+        if let State::Ready {
+            env, normalized, ..
+        } = &records[i].state
+        {
+            for name in &normalized.unmapped {
+                metrics.unmapped(&env.vendor, name);
+            }
             for r in &normalized.readings {
                 *counts
                     .entry((r.vendor.as_str(), r.metric.as_str()))

@@ -6,7 +6,7 @@
 -- rows). $5..$14: the readings of every accepted document, each naming its document; no
 -- two with the same identity. $15: per reading, whether accept_versions.sql created its
 -- document: no row can exist for it, so it is inserted without conflict handling and not
--- returned (the caller counts it as written).
+-- returned (the caller counts it as written). $16: per reading, its session's activity.
 --
 -- Returns every other change made, for the changelog: upserted = true for an inserted or
 -- changed row, false for a row removed because the new version no longer has it.
@@ -15,9 +15,9 @@ WITH new AS (
     FROM UNNEST(
         $5::text[], $6::text[], $7::text[], $8::float8[], $9::text[],
         $10::timestamptz[], $11::timestamptz[], $12::text[], $13::text[], $14::int8[],
-        $15::bool[]
+        $15::bool[], $16::text[]
     ) AS n (user_id, vendor, metric, value, unit, start_time, end_time,
-            source_record_id, source, ordering, created)
+            source_record_id, source, ordering, created, activity)
 ),
 -- Stored rows the new versions no longer have. One index probe per document on the
 -- identity key's prefix: the LATERAL with OFFSET 0 keeps the planner from turning this
@@ -61,31 +61,32 @@ gone AS (
 put_created AS (
     INSERT INTO readings (
         user_id, vendor, metric, value, unit, start_time, end_time,
-        source_record_id, source, ordering
+        source_record_id, source, ordering, activity
     )
     SELECT user_id, vendor, metric, value, unit, start_time, end_time,
-           source_record_id, source, ordering
+           source_record_id, source, ordering, activity
     FROM new
     WHERE created
 ),
 put AS (
     INSERT INTO readings AS r (
         user_id, vendor, metric, value, unit, start_time, end_time,
-        source_record_id, source, ordering
+        source_record_id, source, ordering, activity
     )
     SELECT user_id, vendor, metric, value, unit, start_time, end_time,
-           source_record_id, source, ordering
+           source_record_id, source, ordering, activity
     FROM new
     WHERE NOT created
     ON CONFLICT ON CONSTRAINT readings_identity_key DO UPDATE
     SET value = EXCLUDED.value,
         unit = EXCLUDED.unit,
         ordering = EXCLUDED.ordering,
+        activity = EXCLUDED.activity,
         updated_at = now()
     -- Re-deliveries of identical data leave the row alone: no dead tuple, no WAL, no
     -- changelog record, and updated_at keeps meaning "last change".
-    WHERE (r.value, r.unit, r.ordering)
-          IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.unit, EXCLUDED.ordering)
+    WHERE (r.value, r.unit, r.ordering, r.activity)
+          IS DISTINCT FROM (EXCLUDED.value, EXCLUDED.unit, EXCLUDED.ordering, EXCLUDED.activity)
     RETURNING r.user_id, r.vendor, r.source_record_id, r.source, r.metric,
               r.start_time, r.end_time
 )

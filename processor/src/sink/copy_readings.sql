@@ -1,5 +1,5 @@
 -- Plain bulk load, no conflict handling: the benchmark's ceiling baseline.
 COPY readings (
     user_id, vendor, metric, value, unit, start_time, end_time,
-    source_record_id, source, ordering
+    source_record_id, source, ordering, activity
 ) FROM STDIN (FORMAT csv)

@@ -65,6 +65,7 @@ const APPLY_VERSIONS: &str = include_str!("apply_versions.sql");
 const DELETE_RECORDS: &str = include_str!("delete_records.sql");
 const INSERT_ACCOUNT_EVENTS: &str = include_str!("insert_account_events.sql");
 const COPY_READINGS: &str = include_str!("copy_readings.sql");
+const SYNC_CATALOG: &str = include_str!("sync_catalog.sql");
 
 /// A batch waiting longer than this for a connection means PostgreSQL is down or
 /// saturated: fail with a transient error so the consumer backs off, rather than
@@ -218,7 +219,33 @@ impl PgSink {
     /// Applies the embedded migrations. Safe to run from several processors at once:
     /// sqlx serialises them with an advisory lock.
     pub async fn migrate(&self) -> Result<(), SinkError> {
-        MIGRATOR.run(&self.pool).await.map_err(SinkError::Migrate)
+        MIGRATOR.run(&self.pool).await.map_err(SinkError::Migrate)?;
+        self.sync_catalog().await
+    }
+
+    /// Makes `metric_catalog` equal to the built-in catalog for every metric this build
+    /// knows (rows of metrics it no longer knows stay: old readings may name them). One
+    /// statement, idempotent, safe with several replicas starting at once.
+    async fn sync_catalog(&self) -> Result<(), SinkError> {
+        let rows = bridge_core::catalog::CATALOG;
+        sqlx::query(SYNC_CATALOG)
+            .bind(rows.iter().map(|s| s.name).collect::<Vec<_>>())
+            .bind(rows.iter().map(|s| s.unit).collect::<Vec<_>>())
+            .bind(rows.iter().map(|s| s.ucum).collect::<Vec<_>>())
+            .bind(rows.iter().map(|s| s.kind.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|s| s.min).collect::<Vec<_>>())
+            .bind(rows.iter().map(|s| s.max).collect::<Vec<_>>())
+            .bind(rows.iter().map(|s| s.loinc).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|s| s.metric.loinc_note())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rows.iter().map(|s| s.description).collect::<Vec<_>>())
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(SinkError::query("sync the metric catalog"))
     }
 
     /// Checks PostgreSQL answers (`SELECT 1`), for readiness probes.
@@ -501,6 +528,10 @@ fn write_csv_row(buf: &mut Vec<u8>, r: &Reading) {
     buf.push(b',');
     if let Some(ordering) = r.ordering {
         buf.extend_from_slice(ordering.to_string().as_bytes());
+    }
+    buf.push(b',');
+    if let Some(activity) = r.activity {
+        text(buf, activity.as_str());
     }
     buf.push(b'\n');
 }
@@ -1034,6 +1065,7 @@ async fn apply(conn: &mut PgConnection, a: &Accepted<'_>) -> Result<Vec<ChangeRo
         .bind(&r.source)
         .bind(&r.ordering)
         .bind(&a.created)
+        .bind(&r.activity)
         .fetch_all(conn)
         .await
 }
@@ -1088,6 +1120,7 @@ struct ReadingColumns<'a> {
     source_record_id: Vec<&'a str>,
     source: Vec<Option<&'a str>>,
     ordering: Vec<Option<i64>>,
+    activity: Vec<Option<&'static str>>,
 }
 
 impl<'a> ReadingColumns<'a> {
@@ -1103,6 +1136,7 @@ impl<'a> ReadingColumns<'a> {
         self.source_record_id.push(&r.source_record_id);
         self.source.push(r.source.as_deref());
         self.ordering.push(r.ordering);
+        self.activity.push(r.activity.map(|a| a.as_str()));
     }
 }
 
@@ -1263,6 +1297,133 @@ mod tests {
         // Applying the migrations again is a no-op.
         sink.migrate().await.unwrap();
         sink.ping().await.unwrap();
+    }
+
+    #[sqlx::test(migrator = "MIGRATOR")]
+    async fn activity_is_stored_and_a_changed_activity_is_a_change(pool: PgPool) {
+        use crate::model::Activity;
+        let sink = PgSink::from_pool(pool.clone());
+        let mut run = reading("w1", Metric::Distance, 0, 5000.0, None);
+        run.activity = Some(Activity::Running);
+        let plain = reading("d1", Metric::StepCount, 0, 10.0, None);
+
+        sink.write(&envelopes(vec![run.clone(), plain.clone()]))
+            .await
+            .unwrap();
+        let activity = |record: &'static str| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, Option<String>>(
+                    "SELECT activity FROM readings WHERE source_record_id = $1",
+                )
+                .bind(record)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+            }
+        };
+        assert_eq!(activity("w1").await.as_deref(), Some("running"));
+        assert_eq!(activity("d1").await, None);
+
+        // The vendor re-classifies the workout: same value, new activity, one change.
+        run.activity = Some(Activity::Walking);
+        let written = sink.write(&envelopes(vec![run.clone()])).await.unwrap();
+        assert_eq!(written.stats.upserted, 1);
+        assert!(
+            matches!(&written.changes[..], [Change::Upsert { reading, .. }] if reading.activity == Some(Activity::Walking))
+        );
+        assert_eq!(activity("w1").await.as_deref(), Some("walking"));
+        // The identical copy again changes nothing.
+        let again = sink.write(&envelopes(vec![run])).await.unwrap();
+        assert_eq!((again.stats.upserted, again.changes.len()), (0, 0));
+
+        // The plain bulk path (the benchmark's ceiling) stores the same column.
+        let mut copied = reading("c1", Metric::HeartRate, 0, 61.0, None);
+        copied.activity = Some(Activity::Sleep);
+        sink.copy_readings(&[copied]).await.unwrap();
+        assert_eq!(activity("c1").await.as_deref(), Some("sleep"));
+    }
+
+    #[sqlx::test(migrator = "MIGRATOR")]
+    async fn the_metric_catalog_table_equals_the_built_in_catalog(pool: PgPool) {
+        let sink = PgSink::from_pool(pool.clone());
+        sink.migrate().await.unwrap();
+        type CatalogRow = (
+            String,
+            String,
+            String,
+            String,
+            f64,
+            f64,
+            Option<String>,
+            Option<String>,
+        );
+        let stored: Vec<CatalogRow> = sqlx::query_as(
+            "SELECT metric, unit, ucum, kind, min_value, max_value, loinc, loinc_note \
+             FROM metric_catalog ORDER BY metric",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let mut want: Vec<CatalogRow> = bridge_core::catalog::CATALOG
+            .iter()
+            .map(|s| {
+                (
+                    s.name.into(),
+                    s.unit.into(),
+                    s.ucum.into(),
+                    s.kind.as_str().into(),
+                    s.min,
+                    s.max,
+                    s.loinc.map(str::to_owned),
+                    s.metric.loinc_note().map(str::to_owned),
+                )
+            })
+            .collect();
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(stored, want);
+
+        // A drifted row is put right by the next start; an unchanged one is not rewritten.
+        sqlx::query("UPDATE metric_catalog SET ucum = 'bogus' WHERE metric = 'heart_rate'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let xmin_before: String =
+            sqlx::query_scalar("SELECT xmin::text FROM metric_catalog WHERE metric = 'weight'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        sink.migrate().await.unwrap();
+        sink.write(&readings(vec![reading(
+            "h1",
+            Metric::HeartRate,
+            0,
+            61.0,
+            None,
+        )]))
+        .await
+        .unwrap();
+        let coded: (String, Option<String>, String) =
+            sqlx::query_as("SELECT unit_ucum, loinc, kind FROM readings_coded")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            coded,
+            ("/min".into(), Some("8867-4".into()), "instant".into())
+        );
+        let fixed: String =
+            sqlx::query_scalar("SELECT ucum FROM metric_catalog WHERE metric = 'heart_rate'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(fixed, "/min");
+        let xmin_after: String =
+            sqlx::query_scalar("SELECT xmin::text FROM metric_catalog WHERE metric = 'weight'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(xmin_before, xmin_after, "an unchanged row was rewritten");
     }
 
     #[sqlx::test(migrator = "MIGRATOR")]

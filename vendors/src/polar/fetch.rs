@@ -232,12 +232,13 @@ mod tests {
                 "/v3/users/nightly-recharge/2025-01-01"
             ]
         );
-        assert_eq!(out.normalized.readings.len(), 2);
+        // The sleep's session row and score, the recharge's heart rate.
+        assert_eq!(out.normalized.readings.len(), 3);
 
         let mut api = Recorded::default().on("/v3/users/sleep/2025-01-01", sleep.clone());
         let (out, result) = run(prepare(body).unwrap().job.unwrap(), &mut api, "alice");
         assert!(result.is_ok() && out.note.is_none());
-        assert_eq!(out.normalized.readings.len(), 1);
+        assert_eq!(out.normalized.readings.len(), 2);
 
         // A broken recharge keeps the night and closes the notification with the reason.
         let mut api = Recorded::default()
@@ -245,7 +246,7 @@ mod tests {
             .on("/v3/users/nightly-recharge/2025-01-01", json!([]));
         let (out, result) = run(prepare(body).unwrap().job.unwrap(), &mut api, "alice");
         assert!(result.is_ok());
-        assert_eq!(out.normalized.readings.len(), 1);
+        assert_eq!(out.normalized.readings.len(), 2);
         assert_eq!(out.note.map(|n| n.reason), Some(ParkReason::Rejected));
     }
 

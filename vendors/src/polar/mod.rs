@@ -11,6 +11,8 @@ pub mod verify;
 pub use edge::EdgeArgs;
 
 #[cfg(feature = "processor")]
+mod activity;
+#[cfg(feature = "processor")]
 pub mod fetch;
 #[cfg(feature = "processor")]
 pub mod normalize;

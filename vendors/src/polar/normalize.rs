@@ -13,9 +13,9 @@ use serde_json::Value;
 
 use crate::normalize::{
     NormalizeError, Record, clip, get, interval, iso8601_seconds, num, parse_date, parse_rfc3339,
-    required_rfc3339, shape, text,
+    required_rfc3339, seconds_between, shape, text,
 };
-use bridge_core::model::{Metric, Normalized, Reading};
+use bridge_core::model::{Activity, Metric, Normalized, Reading, SleepStage};
 
 /// Vendor route name.
 const VENDOR: &str = "polar";
@@ -74,7 +74,14 @@ pub fn normalize_document(
     check(user_id, doc)?;
     let mut readings = Vec::new();
     match kind {
-        PolarDocKind::Exercise => exercise(user_id, doc, &mut readings)?,
+        PolarDocKind::Exercise => {
+            let unmapped = exercise(user_id, doc, &mut readings)?;
+            return Ok(Normalized {
+                readings,
+                unmapped: unmapped.into_iter().collect(),
+                ..Normalized::default()
+            });
+        }
         PolarDocKind::Sleep => {
             sleep(user_id, doc, &mut readings)?;
         }
@@ -174,7 +181,13 @@ fn local_time(
         })
 }
 
-fn exercise(user_id: &str, doc: &Value, out: &mut Vec<Reading>) -> Result<(), NormalizeError> {
+/// Pushes the exercise's readings; returns the sport name to report when it maps to no
+/// activity.
+fn exercise(
+    user_id: &str,
+    doc: &Value,
+    out: &mut Vec<Reading>,
+) -> Result<Option<String>, NormalizeError> {
     let id = text(doc, &["id"]).ok_or_else(|| shape("polar exercise without `id`"))?;
     let offset = match get(doc, &["start_time_utc_offset"]) {
         None => FixedOffset::east_opt(0),
@@ -194,13 +207,22 @@ fn exercise(user_id: &str, doc: &Value, out: &mut Vec<Reading>) -> Result<(), No
         .and_then(|d| start.checked_add_signed(d))
         .ok_or_else(|| shape("polar exercise `duration` out of range"))?;
     let (start, end) = interval(start, end)?;
-    let rec = record(user_id, format!("exercise:{id}"));
+    let (sport, unmapped) = super::activity::activity(
+        text(doc, &["sport"]),
+        text(doc, &["detailed_sport_info"]),
+    );
+    let rec = Record {
+        activity: Some(sport),
+        ..record(user_id, format!("exercise:{id}"))
+    };
     rec.push(out, Metric::WorkoutDuration, Some(seconds), start, end);
     rec.push(out, Metric::ActiveEnergy, num(doc, &["calories"]), start, end);
     rec.push(out, Metric::Distance, num(doc, &["distance"]), start, end);
     let hr = num(doc, &["heart_rate", "average"]);
     rec.push(out, Metric::HeartRate, hr, start, end);
-    Ok(())
+    let max = num(doc, &["heart_rate", "maximum"]);
+    rec.push(out, Metric::HeartRateMax, max, start, end);
+    Ok(unmapped)
 }
 
 /// Pushes the night's readings and returns its period (for the Nightly Recharge).
@@ -209,7 +231,11 @@ fn sleep(user_id: &str, doc: &Value, out: &mut Vec<Reading>) -> Result<Night, No
     let (start, _) = required_rfc3339(doc, &["sleep_start_time"], "sleep_start_time")?;
     let (end, _) = required_rfc3339(doc, &["sleep_end_time"], "sleep_end_time")?;
     let (from, to) = interval(start, end)?;
-    let rec = record(user_id, format!("sleep:{date}"));
+    let rec = Record {
+        activity: Some(Activity::Sleep),
+        ..record(user_id, format!("sleep:{date}"))
+    };
+    rec.push(out, Metric::SleepSession, Some(seconds_between(from, to)), from, to);
     let s = |k: &str| num(doc, &[k]);
     let (light, deep, rem) = (s("light_sleep"), s("deep_sleep"), s("rem_sleep"));
     let total = match (light, deep, rem) {
@@ -223,7 +249,9 @@ fn sleep(user_id: &str, doc: &Value, out: &mut Vec<Reading>) -> Result<Night, No
     let awake = s("total_interruption_duration");
     rec.push(out, Metric::SleepAwake, awake, from, to);
     rec.push(out, Metric::SleepScore, s("sleep_score"), from, to);
+    rec.push(out, Metric::SleepCycles, s("sleep_cycles"), from, to);
     clock_samples(doc, "heart_rate_samples", start, &rec, Metric::HeartRate, out)?;
+    hypnogram(doc, start, to, &rec, out)?;
     Ok(Night { start, end })
 }
 
@@ -249,6 +277,49 @@ fn nightly_recharge(
     clock_samples(doc, "hrv_samples", anchor, &rec, Metric::HrvRmssd, out)?;
     let breathing = Metric::RespiratoryRate;
     clock_samples(doc, "breathing_samples", anchor, &rec, breathing, out)
+}
+
+/// Polar's hypnogram stage codes (30-second epochs, accounts.md): 0 wake, 1 REM, 2 lighter
+/// NREM (N1), 3 light NREM (N2), 4 deep NREM (N3), 5 unknown (no reading).
+fn polar_stage(code: &Value) -> Option<SleepStage> {
+    Some(match code.as_i64()? {
+        0 => SleepStage::Awake,
+        1 => SleepStage::Rem,
+        2 | 3 => SleepStage::Light,
+        4 => SleepStage::Deep,
+        _ => return None,
+    })
+}
+
+/// `hypnogram` (`{"HH:MM": stage}`, each key the start of a bout) as `sleep_stage`
+/// intervals: each bout lasts until the next key, the last until the wake-up.
+fn hypnogram(
+    doc: &Value,
+    anchor: DateTime<FixedOffset>,
+    wake: DateTime<Utc>,
+    rec: &Record,
+    out: &mut Vec<Reading>,
+) -> Result<(), NormalizeError> {
+    let asleep = anchor.with_timezone(&Utc);
+    let bouts = match get(doc, &["hypnogram"]) {
+        None => return Ok(()),
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(shape("polar `hypnogram` is not an object")),
+    };
+    let mut placed = Vec::with_capacity(bouts.len());
+    for (clock, code) in bouts {
+        placed.push((place_clock_time("hypnogram", clock, anchor)?, code));
+    }
+    placed.sort_by_key(|(at, _)| *at);
+    for (i, (at, code)) in placed.iter().enumerate() {
+        let until = placed.get(i + 1).map_or(wake, |(next, _)| *next);
+        // Keys have minute precision: the first bout may start before the sleep does.
+        let from = (*at).max(asleep);
+        if let (Some(stage), true) = (polar_stage(code), until > from) {
+            rec.push(out, Metric::SleepStage, Some(stage.code()), from, until);
+        }
+    }
+    Ok(())
 }
 
 /// `{"HH:MM": value}` samples of a night as instants of `metric`.
@@ -431,8 +502,8 @@ mod tests {
                               "hrv_samples": {"03:05": 40}});
         let n = normalize_night("u", &sleep, Some(&recharge)).unwrap();
         let metrics: Vec<_> = n.readings.iter().map(|r| r.metric).collect();
-        assert_eq!(metrics, [Metric::HrvRmssd]);
-        assert_eq!(n.readings[0].start_time, at("2025-01-01T03:05:00Z"));
+        assert_eq!(metrics, [Metric::SleepSession, Metric::HrvRmssd]);
+        assert_eq!(n.readings[1].start_time, at("2025-01-01T03:05:00Z"));
     }
 
     #[test]

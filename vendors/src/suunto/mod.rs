@@ -8,6 +8,8 @@ mod edge;
 pub use edge::EdgeArgs;
 
 #[cfg(feature = "processor")]
+mod activity;
+#[cfg(feature = "processor")]
 pub mod fetch;
 #[cfg(feature = "processor")]
 pub mod normalize;

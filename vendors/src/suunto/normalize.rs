@@ -9,7 +9,9 @@
 //!   `resting_heart_rate`; `AvgHRV` as `hrv_rmssd` [unverified: Suunto calls it RMSSD
 //!   in its apps, the partner schema does not say]; `SleepQualityScore` as `sleep_score`.
 //!   Durations are taken as seconds [unverified]. `MaxSpo2` is a maximum, which no
-//!   canonical metric means, so it is not a reading.
+//!   canonical metric means, so it is not a reading. The night is a session:
+//!   `sleep_session` over the bedtime span, `activity = sleep` on every reading,
+//!   `SleepOnsetLatencyDuration` -> `sleep_latency`, `HRAvg` -> `heart_rate` (the mean).
 //! - `SUUNTO_247_ACTIVITY_CREATED`: `HR` -> `heart_rate`, `SpO2` -> `oxygen_saturation`
 //!   (a fraction <= 1 is scaled to percent [unverified which Suunto sends]), `HRV` ->
 //!   `hrv_rmssd`, each an instant at the sample's `timestamp`. `StepCount` and
@@ -18,9 +20,12 @@
 //! - `SUUNTO_247_RECOVERY_CREATED`: `Balance` (0–1) as `recovery_score` 0–100, an instant.
 //! - `WORKOUT_CREATED` and `GET /v2/workouts/{key}`: over `startTime .. startTime +
 //!   totalTime` (ms epoch, seconds): `workout_duration`, `distance` (m), `step_count`,
-//!   `active_energy` (`energyConsumption`, kcal [C]), average `heart_rate`.
+//!   `active_energy` (`energyConsumption`, kcal [C]), average `heart_rate`,
+//!   `workoutMaxHR` -> `heart_rate_max`, `avgSpeed` -> `speed` (m/s), `totalAscent` /
+//!   `totalDescent` -> `elevation_gain` / `elevation_loss` (m). The workout is a session:
+//!   `activityId` -> its activity (`suunto/activity.rs`), on every reading.
 
-use bridge_core::model::{Metric, Normalized, Reading};
+use bridge_core::model::{Activity, Metric, Normalized, Reading};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 
@@ -117,7 +122,7 @@ fn sleep(user_id: &str, sample: &Value, out: &mut Vec<Reading>) -> Result<(), No
         source_record_id: format!("sleep:{id}"),
         source: None,
         ordering: None,
-        activity: None,
+        activity: Some(Activity::Sleep),
     };
     let n = |k: &str| num(d, &[k]);
     let (deep, light, rem) = (n("DeepSleepDuration"), n("LightSleepDuration"), n("REMSleepDuration"));
@@ -136,9 +141,12 @@ fn sleep(user_id: &str, sample: &Value, out: &mut Vec<Reading>) -> Result<(), No
     r.push(out, Metric::SleepRem, rem, start, end);
     r.push(out, Metric::SleepAwake, awake, start, end);
     r.push(out, Metric::TimeInBed, Some(seconds_between(start, end)), start, end);
+    r.push(out, Metric::SleepSession, Some(seconds_between(start, end)), start, end);
+    r.push(out, Metric::SleepLatency, n("SleepOnsetLatencyDuration"), start, end);
     if !nap {
         r.push(out, Metric::RestingHeartRate, n("HRMin"), start, end);
     }
+    r.push(out, Metric::HeartRate, n("HRAvg"), start, end);
     r.push(out, Metric::HrvRmssd, n("AvgHRV"), start, end);
     r.push(out, Metric::SleepScore, n("SleepQualityScore"), start, end);
     Ok(())
@@ -188,13 +196,14 @@ pub fn normalize_workout(user_id: &str, workout: &Value) -> Result<Normalized, N
     let end = start
         .checked_add_signed(TimeDelta::milliseconds((seconds * 1000.0) as i64))
         .ok_or_else(|| shape("workout end out of range"))?;
+    let (sport, unmapped) = super::activity::activity(get(workout, &["activityId"]).and_then(Value::as_i64));
     let r = Record {
         user_id: user_id.to_owned(),
         vendor: VENDOR,
         source_record_id: format!("workout:{key}"),
         source: None,
         ordering: None,
-        activity: None,
+        activity: Some(sport),
     };
     let mut readings = Vec::new();
     r.push(&mut readings, Metric::WorkoutDuration, Some(seconds), start, end);
@@ -202,8 +211,13 @@ pub fn normalize_workout(user_id: &str, workout: &Value) -> Result<Normalized, N
     r.push(&mut readings, Metric::StepCount, num(workout, &["stepCount"]), start, end);
     r.push(&mut readings, Metric::ActiveEnergy, num(workout, &["energyConsumption"]), start, end);
     r.push(&mut readings, Metric::HeartRate, num(workout, &["hrdata", "workoutAvgHR"]), start, end);
+    r.push(&mut readings, Metric::HeartRateMax, num(workout, &["hrdata", "workoutMaxHR"]), start, end);
+    r.push(&mut readings, Metric::Speed, num(workout, &["avgSpeed"]), start, end);
+    r.push(&mut readings, Metric::ElevationGain, num(workout, &["totalAscent"]), start, end);
+    r.push(&mut readings, Metric::ElevationLoss, num(workout, &["totalDescent"]), start, end);
     Ok(Normalized {
         readings,
+        unmapped: unmapped.into_iter().collect(),
         ..Normalized::default()
     })
 }
