@@ -514,7 +514,21 @@ async fn oura_and_whoop_notifications_become_rows_and_deletes_remove_them() {
     let key = |m: &str, id: &str| (m.to_string(), id.to_string());
     assert_eq!(oura[&key("sleep_score", OURA_DAILY_SLEEP_ID)], 84.0);
     assert_eq!(oura[&key("resting_heart_rate", OURA_SLEEP_ID)], 47.0);
-    assert_eq!(oura[&key("hrv_rmssd", OURA_SLEEP_ID)], 58.0);
+    // The night's mean HRV (over the period) beside its three 5-minute samples (instants).
+    let hrv: Vec<(f64, bool)> = sqlx::query_as(
+        "select value, start_time = end_time from readings
+         where user_id = $1 and metric = 'hrv_rmssd' and source_record_id = $2
+         order by start_time, end_time desc",
+    )
+    .bind(&oura_user)
+    .bind(OURA_SLEEP_ID)
+    .fetch_all(&s.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        hrv,
+        [(58.0, false), (44.0, true), (61.0, true), (70.0, true)]
+    );
     assert_eq!(oura[&key("readiness_score", OURA_READINESS_ID)], 82.0);
     // WHOOP: sleep 15 + recovery 5 + cycle 4 + workout 13 (the second sleep.updated
     // lands on the same rows).
@@ -525,6 +539,34 @@ async fn oura_and_whoop_notifications_become_rows_and_deletes_remove_them() {
     assert_eq!(whoop[&key("strain", &WHOOP_CYCLE_ID.to_string())], 13.8734);
     assert_eq!(whoop[&key("sleep_deep", WHOOP_SLEEP_ID)], 5520.0);
     assert_eq!(whoop[&key("distance", WHOOP_WORKOUT_ID)], 7105.2);
+    // Sessions: every row of a sleep or workout carries its activity; the others none.
+    let activities = |user: String| {
+        let pool = s.pool.clone();
+        async move {
+            let got: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+                "select source_record_id, activity, count(*) from readings \
+                 where user_id = $1 group by 1, 2 order by 1, 2",
+            )
+            .bind(user)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            got
+        }
+    };
+    let of = |rows: &[(String, Option<String>, i64)], id: &str| -> Vec<(Option<String>, i64)> {
+        rows.iter()
+            .filter(|(d, _, _)| d == id)
+            .map(|(_, a, n)| (a.clone(), *n))
+            .collect()
+    };
+    let o = activities(oura_user.clone()).await;
+    assert_eq!(of(&o, OURA_SLEEP_ID), [(Some("sleep".into()), 31)]);
+    assert_eq!(of(&o, OURA_READINESS_ID), [(None, 3)]);
+    let w = activities(whoop_user_id.clone()).await;
+    assert_eq!(of(&w, WHOOP_SLEEP_ID), [(Some("sleep".into()), 15)]);
+    assert_eq!(of(&w, WHOOP_WORKOUT_ID), [(Some("running".into()), 13)]);
+    assert_eq!(of(&w, &recovery), [(None, 5)]);
     let bearers: HashSet<_> = s
         .api
         .calls("")
@@ -1156,13 +1198,27 @@ async fn oura_heart_rate_collection_becomes_rows_once_across_redeliveries() {
     assert!(got.iter().all(|(id, _)| id == "heartrate:2025-01-01"));
     assert_eq!(got[10].1, 99.0, "the repeated instant keeps the last item");
 
-    // The same notification again: the same rows, not a second set.
+    // Oura's retry of the same webhook (same bytes) is a duplicate: nothing is fetched.
+    // A later notification of the same document (new `event_time`) fetches the day again
+    // and lands on the same rows, not a second set.
     post_oura(&s.edge, &event).await;
+    let mut again = event.clone();
+    again["event_time"] = json!("2025-01-01T09:12:00+00:00");
+    post_oura(&s.edge, &again).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while s.api.calls(&page2).len() < 2 {
-        assert!(Instant::now() < deadline, "re-delivery never fetched");
+        assert!(
+            Instant::now() < deadline,
+            "the later notification never fetched"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        s.api.calls(&page2).len(),
+        2,
+        "the duplicate fetched nothing"
+    );
     // The day grows by one item; its next version replaces the set (same partition, so
     // it is written after the re-delivery): exactly one more row, never 288 more.
     {
@@ -1176,7 +1232,9 @@ async fn oura_heart_rate_collection_becomes_rows_once_across_redeliveries() {
                 v
             }));
     }
-    post_oura(&s.edge, &event).await;
+    let mut grown = event.clone();
+    grown["event_time"] = json!("2025-01-01T10:30:00+00:00");
+    post_oura(&s.edge, &grown).await;
     rows(&s.pool, &user, 13 + 289).await;
     assert_eq!(heart_rates().await.len(), 289);
     assert_eq!(s.api.calls(&page2).len(), 3);
