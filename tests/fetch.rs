@@ -1239,3 +1239,36 @@ async fn oura_heart_rate_collection_becomes_rows_once_across_redeliveries() {
     assert_eq!(heart_rates().await.len(), 289);
     assert_eq!(s.api.calls(&page2).len(), 3);
 }
+
+/// A WHOOP workout whose sport the table does not know is still a session (`other`), and
+/// the name is counted where an operator sees the gap.
+#[tokio::test]
+async fn unknown_whoop_sport_is_a_session_of_other_and_counted_as_unmapped() {
+    let _serial = SERIAL.lock().await;
+    let s = stack().await;
+    let user = unique("whoop-u");
+    let vuid = whoop_user();
+    let id = "7bfc6a15-4661-442f-a9a4-f160dd7a0003";
+    s.api.accept_token("whoop-access");
+    s.api.state.lock().unwrap().docs.insert(
+        format!("/whoop/developer/v2/activity/workout/{id}"),
+        fixture("whoop/workout_unknown_sport"),
+    );
+    let _a = link("whoop", &vuid.to_string(), &user, "whoop-access", "r", None);
+    post_whoop(&s.edge, &whoop_event("workout.updated", json!(id), vuid)).await;
+    // duration, strain, energy, mean and max heart rate.
+    rows(&s.pool, &user, 5).await;
+    let activities: Vec<Option<String>> =
+        sqlx::query_scalar("select distinct activity from readings where user_id = $1")
+            .bind(&user)
+            .fetch_all(&s.pool)
+            .await
+            .unwrap();
+    assert_eq!(activities, [Some("other".to_string())]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let line = "processor_unmapped_total{vendor=\"whoop\",name=\"activity:axe-throwing\"}";
+    while metric(&s.processor, line).await < 1.0 {
+        assert!(Instant::now() < deadline, "{line} never counted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
