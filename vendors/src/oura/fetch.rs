@@ -319,6 +319,28 @@ mod tests {
         assert_eq!(metrics, ["step_count"], "the document's rows, no partial day");
     }
 
+    /// A collection page that fails stops the job with that failure (the engine parks or
+    /// closes it) after the document's rows: no heart rate is written for the day, so an
+    /// earlier fetch's set stays as it was.
+    #[test]
+    fn a_failed_heart_rate_page_keeps_the_document_and_writes_no_day() {
+        let n = prepare(
+            r#"{"event_type":"update","data_type":"daily_activity","object_id":"d-act-1","user_id":"u"}"#,
+        )
+        .unwrap();
+        let mut api =
+            Recorded::default().on("/v2/usercollection/daily_activity/d-act-1", activity_doc());
+        let (resolved, result) = run(n.job.expect("a job"), &mut api, "alice");
+        assert!(matches!(result, Err(Stop::NotFound(ref p)) if p == HR_PATH), "{result:?}");
+        let metrics: Vec<&str> = resolved
+            .normalized
+            .readings
+            .iter()
+            .map(|r| r.metric.as_str())
+            .collect();
+        assert_eq!(metrics, ["step_count"]);
+    }
+
     #[test]
     fn heartrate_notifications_fetch_nothing() {
         let n = prepare(
