@@ -67,7 +67,9 @@ fn micros(t: DateTime<FixedOffset>) -> i64 {
 }
 
 /// A Terra sleep version: random end, random subset of metrics, sometimes implausible.
-/// Returns the body, the rows it should leave if it wins, and whether it names any value.
+/// Returns the body, the rows it should leave if it wins, and whether the processor sees it
+/// as a version at all (always: a sleep is a session, so even a body naming no value leaves
+/// its `sleep_session` row).
 fn terra_version(
     rng: &mut Rng,
     user: &str,
@@ -104,6 +106,7 @@ fn terra_version(
             micros(end_t),
         )
     };
+    rows.insert(key("sleep_session"), (end_t - start_t).num_seconds() as f64);
     if rng.chance(85) {
         data["sleep_durations_data"] = json!({"asleep": {"duration_asleep_state_seconds": asleep}});
         rows.insert(key("sleep_total"), asleep);
@@ -121,11 +124,10 @@ fn terra_version(
             rows.insert(key("oxygen_saturation"), spo2);
         }
     }
-    let any = data.as_object().is_some_and(|o| o.len() > 1);
     let body = json!({"type": "sleep", "version": "2022-03-16",
         "user": {"user_id": format!("tu-{user}"), "provider": provider, "reference_id": user},
         "data": [data]});
-    (body, rows, any)
+    (body, rows, true)
 }
 
 /// An Oura daily_activity version at a random UTC offset; the rows it leaves.

@@ -225,7 +225,8 @@ async fn terra_revisions_devices_and_implausible_values() {
         value_of(r, "sleep_total") == [27_000.0]
     })
     .await;
-    assert_eq!(rows.len(), 3, "one set: {rows:#?}");
+    // sleep_total, heart_rate, oxygen_saturation and the night's sleep_session.
+    assert_eq!(rows.len(), 4, "one set: {rows:#?}");
     assert_eq!(value_of(&rows, "heart_rate"), [54.0]);
     assert!(
         rows.keys().all(|k| k.3 == "2025-03-02T05:30:00"),
@@ -274,8 +275,9 @@ async fn terra_revisions_devices_and_implausible_values() {
         300,
     )
     .await;
-    let rows = settle(&pool, &user, "implausible dropped", |r| r.len() == 1).await;
+    let rows = settle(&pool, &user, "implausible dropped", |r| r.len() == 2).await;
     assert_eq!(value_of(&rows, "sleep_total"), [27_000.0]);
+    assert_eq!(value_of(&rows, "sleep_session"), [27_000.0]);
     let text = reqwest::get(format!("{}/metrics", processor.url))
         .await
         .unwrap()
@@ -387,11 +389,16 @@ async fn a_growing_health_auto_export_sleep_session_is_one_set() {
     })
     .await;
     let rows = mine(&rows);
+    // Stage rows carry their segment's own interval; every other row spans the session.
     assert!(
-        rows.keys().all(|k| k.3 == "2025-03-02T05:00:00"),
+        rows.keys()
+            .filter(|k| k.0 != "sleep_stage")
+            .all(|k| k.3 == "2025-03-02T05:00:00"),
         "one set: {rows:#?}"
     );
     assert_eq!(value_of(&rows, "sleep_deep"), [10_800.0]);
+    // The hypnogram: Core (light, 2) then Deep (3), one row per segment.
+    assert_eq!(value_of(&rows, "sleep_stage"), [2.0, 3.0]);
     log.catch_up().await;
     let folded: Rows = log
         .fold(user)

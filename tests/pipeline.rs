@@ -139,8 +139,9 @@ async fn terra_and_healthkit_webhooks_become_rows_and_records() {
         .status();
     assert_eq!(status, 202);
 
-    // The sleep document normalizes to 14 readings, the daily to six.
-    let expected = 14 + DAILY_READINGS;
+    // The sleep document normalizes to 17 readings (its 14 summaries, heart_rate_min, the
+    // sleep_session and sleep_latency), the daily to six.
+    let expected = 17 + DAILY_READINGS;
     let got = rows(&pool, &user, expected).await;
     assert_eq!(row_count(&pool, &user).await, expected as i64);
     assert_eq!(got.get("sleep_deep"), Some(&5400.0));

@@ -247,7 +247,7 @@ mod tests {
         assert!(result.is_ok());
         assert_eq!(api.paths.len(), 1);
         assert!(api.paths[0].contains("filter=sleep.interval.end_time"), "{}", api.paths[0]);
-        assert_eq!(resolved.normalized.readings.len(), 6);
+        assert_eq!(resolved.normalized.readings.len(), 9, "6 summaries + session, latency, one stage");
 
         let mut empty = Recorded::answering(serde_json::json!({}));
         let n = GoogleHealthNotify

@@ -4,12 +4,13 @@
 //! strings [V `format: int64`]; every numeric field is read from a number or a numeric
 //! string. A field that is absent is no reading, never a zero.
 
-use bridge_core::model::{Metric, Reading};
+use bridge_core::model::{Activity, Metric, Reading, SleepStage};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde_json::Value;
 
 use super::VENDOR;
 use crate::normalize::NormalizeError;
+use crate::normalize::activity::by_words;
 
 fn bad(msg: impl Into<String>) -> NormalizeError {
     NormalizeError::UnsupportedShape(msg.into())
@@ -118,6 +119,7 @@ pub static DATA_TYPES: &[DataType] = &[
     DataType { name: SLEEP, key: "sleep", kind: Kind::Session, fields: &[
         Field { path: &["summary", "minutesAsleep"], metric: Metric::SleepTotal, scale: 60.0, zero_is_absent: false },
         Field { path: &["summary", "minutesInSleepPeriod"], metric: Metric::TimeInBed, scale: 60.0, zero_is_absent: false },
+        Field { path: &["summary", "minutesToFallAsleep"], metric: Metric::SleepLatency, scale: 60.0, zero_is_absent: false },
     ] },
     DataType { name: EXERCISE, key: "exercise", kind: Kind::Session, fields: &[] },
 ];
@@ -183,6 +185,36 @@ pub fn readings(t: &DataType, points: &[Value], user_id: &str) -> Result<Vec<Rea
             Some(name) => name.to_owned(),
             None => format!("{}/{}", t.name, start.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
         };
+        let activity = match t.name {
+            SLEEP => Some(Activity::Sleep),
+            // The exercise type's field name and values are not in the discovery document
+            // we read [unverified]: `exerciseType` is read liberally, by its words.
+            EXERCISE => Some(
+                body.get("exerciseType")
+                    .and_then(Value::as_str)
+                    .and_then(by_words)
+                    .unwrap_or(Activity::Other),
+            ),
+            _ => None,
+        };
+        let reading = |metric: Metric, value: f64, start, end| Reading {
+            user_id: user_id.to_owned(),
+            vendor: VENDOR.to_owned(),
+            metric,
+            value,
+            start_time: start,
+            end_time: end,
+            source_record_id: record.clone(),
+            source: source.clone(),
+            ordering: None,
+            activity,
+        };
+        if t.name == SLEEP {
+            out.push(reading(Metric::SleepSession, (end - start).num_milliseconds() as f64 / 1000.0, start, end));
+            out.extend(stage_intervals(body)?.into_iter().map(|(stage, from, to)| {
+                reading(Metric::SleepStage, stage.code(), from, to)
+            }));
+        }
         let mut push = |metric: Metric, value: f64| {
             out.push(Reading {
                 user_id: user_id.to_owned(),
@@ -194,7 +226,7 @@ pub fn readings(t: &DataType, points: &[Value], user_id: &str) -> Result<Vec<Rea
                 source_record_id: record.clone(),
                 source: source.clone(),
                 ordering: None,
-                activity: None,
+                activity,
             });
         };
         for field in t.fields {
@@ -304,6 +336,36 @@ fn stage_minutes(body: &Value) -> Result<Vec<(String, f64)>, NormalizeError> {
         if let Some(m) = stage.get("minutes").map(|m| number(m, "stagesSummary.minutes")).transpose()?.flatten() {
             out.push((kind.to_owned(), m));
         }
+    }
+    Ok(out)
+}
+
+/// One stage held from the first instant to the second.
+type StageBout = (SleepStage, DateTime<Utc>, DateTime<Utc>);
+
+/// `stages[]` (`{type, startTime, endTime}`) as sleep-stage intervals. CLASSIC sleep's
+/// ASLEEP is sleep without staging; RESTLESS and unknown types give none [V `Sleep.type`].
+fn stage_intervals(body: &Value) -> Result<Vec<StageBout>, NormalizeError> {
+    let Some(list) = body.get("stages") else {
+        return Ok(Vec::new());
+    };
+    let list = list.as_array().ok_or_else(|| bad("`stages` is not a list"))?;
+    let mut out = Vec::new();
+    for stage in list {
+        let code = match stage.get("type").and_then(Value::as_str).unwrap_or_default() {
+            "AWAKE" => SleepStage::Awake,
+            "LIGHT" => SleepStage::Light,
+            "DEEP" => SleepStage::Deep,
+            "REM" => SleepStage::Rem,
+            "ASLEEP" => SleepStage::Asleep,
+            _ => continue,
+        };
+        let from = rfc3339(stage.get("startTime"), "stages.startTime")?;
+        let to = rfc3339(stage.get("endTime"), "stages.endTime")?;
+        if to < from {
+            return Err(bad("sleep stage ends before it starts"));
+        }
+        out.push((code, from, to));
     }
     Ok(out)
 }
@@ -431,10 +493,13 @@ mod tests {
         assert_eq!(by.get("sleep_light"), Some(&(251.0 * 60.0)));
         assert_eq!(by.get("sleep_rem"), Some(&(98.0 * 60.0)));
         assert_eq!(by.get("sleep_awake"), Some(&(39.0 * 60.0)));
-        assert_eq!(got.len(), 6);
+        assert_eq!(got.len(), 9, "6 summaries + session, latency, one stage");
+        assert_eq!(by.get("sleep_stage"), Some(&2.0));
         for r in &got {
-            assert_eq!(r.2, "2024-12-31T22:12:00+00:00");
-            assert_eq!(r.3, "2025-01-01T06:02:00+00:00");
+            // Summaries span the session; the stage has its own interval.
+            let stage = r.0 == "sleep_stage";
+            assert_eq!(r.2, if stage { "2024-12-31T22:20:00+00:00" } else { "2024-12-31T22:12:00+00:00" });
+            assert_eq!(r.3, if stage { "2024-12-31T22:48:00+00:00" } else { "2025-01-01T06:02:00+00:00" });
             assert_eq!(r.4, name);
         }
     }

@@ -10,6 +10,8 @@ pub mod verify;
 pub use edge::EdgeArgs;
 
 #[cfg(feature = "processor")]
+mod names;
+#[cfg(feature = "processor")]
 pub mod normalize;
 
 #[cfg(feature = "processor")]

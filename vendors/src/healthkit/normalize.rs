@@ -2,7 +2,9 @@
 //!
 //! Body: `{"data":{"metrics":[{name, units, data:[…]}], "workouts":[…]}}`. Every value is
 //! converted from its metric's `units` string; an unknown unit is an error (dead-lettered,
-//! replayable), an unknown metric name is skipped.
+//! replayable). A metric name without a mapping ([`super::names`], rendered in
+//! `MAPPING.md`) is reported in [`Normalized::unmapped`], as is any other non-empty
+//! top-level list (`data.ecg`, `data.stateOfMind`, …).
 //!
 //! Modeling choices:
 //! - user id: the envelope's `principal` (the edge authenticated the per-user API key);
@@ -12,12 +14,16 @@
 //!   bucket's end is unknown; the start is what `date` says.
 //! - `source_record_id` = `"<metric name>:<date as written>"`, `source` = the sample's
 //!   `source`. Re-sent samples ("Since Last Sync") therefore land on the same row.
-//! - `heart_rate` `{Min, Avg, Max}` yields `Avg` only (or `qty` in the plain shape).
+//! - `heart_rate` `{Min, Avg, Max}` yields `heart_rate` (`Avg`, or `qty` in the plain
+//!   shape), `heart_rate_min` and `heart_rate_max`, each only when present.
+//!   `blood_pressure` `{systolic, diastolic}` yields both pressures of one entry.
 //! - `heart_rate_variability` is Apple's SDNN and goes to `hrv_sdnn`, never `hrv_rmssd`.
 //! - Sleep: see [`normalize`] for the aggregated and the unaggregated shapes.
-//! - Workouts: one set of readings over `start..end`, `source_record_id` = workout `id`.
+//! - Workouts: see [`workout`].
+//! - Two readings of one document with the same metric and interval (the app repeating a
+//!   sample): the last one is kept.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
 use serde_json::Value;
@@ -27,7 +33,8 @@ use crate::normalize::{
     NormalizeError, Record, array, clip, get, interval, num, parse_json, seconds_between, shape,
     text,
 };
-use bridge_core::model::{Metric, Normalized, Reading};
+use super::names::{self, Shape};
+use bridge_core::model::{Activity, Metric, Normalized, Reading, SleepStage};
 use bridge_core::RawEnvelope;
 
 /// Vendor route name.
@@ -61,8 +68,14 @@ const SESSION_GAP: TimeDelta = TimeDelta::hours(1);
 ///   back-to-back). The interval is the span of the non-`In Bed` segments (the span of
 ///   the `In Bed` segments when there are none); `time_in_bed` is the span of the
 ///   `In Bed` segments. `Asleep`/`Unspecified` count toward `sleep_total` only; unknown
-///   stage names are skipped. `source_record_id` = `sleep_analysis:<startDate of the
-///   session's first segment, as written>`.
+///   stage names are skipped and reported as `sleep_stage:<value>` in `unmapped`.
+///   `source_record_id` = `sleep_analysis:<startDate of the session's first segment, as
+///   written>`. Each segment but `In Bed` (not a stage: awake or asleep) is also a
+///   `sleep_stage` reading over its own `startDate..endDate`: `Awake` 1, `Core` 2
+///   (light), `Deep` 3, `REM` 4, `Asleep`/`Unspecified` 5 ([`SleepStage`] codes).
+///
+/// Either shape: every night is a session, `activity` = `sleep` on all its readings, and
+/// `sleep_session` (value = the interval's length in seconds) over its interval.
 pub fn normalize(env: &RawEnvelope) -> Result<Normalized, NormalizeError> {
     let user_id = env
         .principal
@@ -77,36 +90,49 @@ pub fn normalize(env: &RawEnvelope) -> Result<Normalized, NormalizeError> {
         .ok_or_else(|| shape("health auto export body has no `data` object"))?;
 
     let mut readings = Vec::new();
+    let mut unmapped = BTreeSet::new();
     for metric in array(data, &["metrics"], "data.metrics")? {
-        quantity_metric(metric, user_id, &mut readings)?;
+        quantity_metric(metric, user_id, &mut readings, &mut unmapped)?;
     }
     for workout_doc in array(data, &["workouts"], "data.workouts")? {
-        workout(workout_doc, user_id, &mut readings)?;
+        workout(workout_doc, user_id, &mut readings, &mut unmapped)?;
+    }
+    // Newer app versions add `stateOfMind`, `medications`, `symptoms`, `cycleTracking`,
+    // `ecg`, `heartRateNotifications`: none has a catalog metric yet.
+    if let Some(map) = data.as_object() {
+        for (key, value) in map {
+            let carries = value.as_array().is_some_and(|a| !a.is_empty());
+            if carries && key != "metrics" && key != "workouts" {
+                unmapped.insert(format!("data.{}", clip(key)));
+            }
+        }
     }
     Ok(Normalized {
-        readings,
+        readings: keep_last(readings),
+        unmapped: unmapped.into_iter().collect(),
         ..Normalized::default()
     })
 }
 
-/// The canonical metric of a Health Auto Export metric name, if mapped.
-fn canonical(name: &str) -> Option<Metric> {
-    Some(match name {
-        "heart_rate" => Metric::HeartRate,
-        "resting_heart_rate" => Metric::RestingHeartRate,
-        "heart_rate_variability" => Metric::HrvSdnn,
-        "respiratory_rate" => Metric::RespiratoryRate,
-        "blood_oxygen_saturation" => Metric::OxygenSaturation,
-        "step_count" => Metric::StepCount,
-        "active_energy" => Metric::ActiveEnergy,
-        "basal_energy_burned" => Metric::BasalEnergy,
-        "apple_sleeping_wrist_temperature" => Metric::SkinTemperature,
-        "body_temperature" => Metric::BodyTemperature,
-        "vo2max" => Metric::Vo2Max,
-        "weight_body_mass" => Metric::Weight,
-        "walking_running_distance" => Metric::Distance,
-        _ => return None,
-    })
+/// Drops every reading that a later one of the same document, metric and interval
+/// repeats: one row per identity, the last value written.
+fn keep_last(readings: Vec<Reading>) -> Vec<Reading> {
+    let mut seen = HashSet::new();
+    let mut kept: Vec<Reading> = readings
+        .into_iter()
+        .rev()
+        .filter(|r| {
+            seen.insert((
+                r.source_record_id.clone(),
+                r.source.clone(),
+                r.metric,
+                r.start_time,
+                r.end_time,
+            ))
+        })
+        .collect();
+    kept.reverse();
+    kept
 }
 
 /// A `yyyy-MM-dd HH:mm:ss Z` time.
@@ -134,26 +160,53 @@ fn unsupported_unit(metric: &str, unit: &str) -> NormalizeError {
     }
 }
 
-fn quantity_metric(m: &Value, user_id: &str, out: &mut Vec<Reading>) -> Result<(), NormalizeError> {
+fn quantity_metric(
+    m: &Value,
+    user_id: &str,
+    out: &mut Vec<Reading>,
+    unmapped: &mut BTreeSet<String>,
+) -> Result<(), NormalizeError> {
     let name = text(m, &["name"]).ok_or_else(|| shape("metric without a `name`"))?;
     let units = text(m, &["units"]).unwrap_or("");
     let entries = array(m, &["data"], "metric `data`")?;
     if name == "sleep_analysis" {
-        return sleep(entries, units, user_id, out);
+        return sleep(entries, units, user_id, out, unmapped);
     }
-    let Some(metric) = canonical(name) else {
+    let Some(how) = names::metric(name) else {
+        unmapped.insert(clip(name));
         return Ok(());
     };
+    // The fields of one entry that become readings.
+    let fields: Vec<(&str, Metric)> = match how {
+        Shape::Qty(metric) => vec![("qty", metric)],
+        Shape::HeartRate => vec![
+            ("Avg", Metric::HeartRate),
+            ("Min", Metric::HeartRateMin),
+            ("Max", Metric::HeartRateMax),
+        ],
+        Shape::BloodPressure => vec![
+            ("systolic", Metric::BloodPressureSystolic),
+            ("diastolic", Metric::BloodPressureDiastolic),
+        ],
+    };
     for e in entries {
-        let value = match metric {
-            Metric::HeartRate => num(e, &["Avg"]).or_else(|| num(e, &["qty"])),
-            _ => num(e, &["qty"]),
-        };
-        let (Some(value), Some(date)) = (value, text(e, &["date"])) else {
+        let Some(date) = text(e, &["date"]) else {
             continue;
         };
-        let value =
-            to_canonical(metric, value, units).ok_or_else(|| unsupported_unit(name, units))?;
+        let mut values: Vec<(Metric, f64)> = fields
+            .iter()
+            .filter_map(|(key, metric)| num(e, &[key]).map(|v| (*metric, v)))
+            .collect();
+        // Unaggregated heart rate is the plain `{qty}` shape.
+        if how == Shape::HeartRate
+            && num(e, &["Avg"]).is_none()
+            && let Some(v) = num(e, &["qty"])
+        {
+            values.push((Metric::HeartRate, v));
+        }
+        if values.is_empty() {
+            continue;
+        }
         let t = parse_hae("data[].date", date)?.with_timezone(&Utc);
         let rec = Record {
             user_id: user_id.to_owned(),
@@ -163,7 +216,11 @@ fn quantity_metric(m: &Value, user_id: &str, out: &mut Vec<Reading>) -> Result<(
             ordering: None,
             activity: None,
         };
-        rec.push(out, metric, Some(value), t, t);
+        for (metric, value) in values {
+            let value =
+                to_canonical(metric, value, units).ok_or_else(|| unsupported_unit(name, units))?;
+            rec.push(out, metric, Some(value), t, t);
+        }
     }
     Ok(())
 }
@@ -177,11 +234,23 @@ struct Night {
     rem: Option<f64>,
     awake: Option<f64>,
     in_bed: Option<f64>,
+    /// The hypnogram: stage intervals, in payload order (unaggregated segments only).
+    stages: Vec<(DateTime<Utc>, DateTime<Utc>, SleepStage)>,
 }
 
 impl Night {
     /// Emits the session's readings over `start..end` (see [`normalize`] for the rules).
     fn emit(&self, rec: &Record, start: DateTime<Utc>, end: DateTime<Utc>, out: &mut Vec<Reading>) {
+        rec.push(
+            out,
+            Metric::SleepSession,
+            Some(seconds_between(start, end)),
+            start,
+            end,
+        );
+        for (s, e, stage) in &self.stages {
+            rec.push(out, Metric::SleepStage, Some(stage.code()), *s, *e);
+        }
         rec.push(out, Metric::SleepTotal, self.total, start, end);
         // A night without stage data carries zeros (or nothing) for every stage: those
         // zeros are not measurements. With stage data, each stage the payload carries is
@@ -210,12 +279,17 @@ fn sleep(
     units: &str,
     user_id: &str,
     out: &mut Vec<Reading>,
+    unmapped: &mut BTreeSet<String>,
 ) -> Result<(), NormalizeError> {
     let mut segments = Vec::new();
     for e in entries {
         if get(e, &["startDate"]).is_some() {
-            if let Some(segment) = Segment::parse(e)? {
-                segments.push(segment);
+            match Segment::parse(e)? {
+                Some(segment) => segments.push(segment),
+                None => {
+                    let value = text(e, &["value"]).unwrap_or("");
+                    unmapped.insert(format!("sleep_stage:{}", clip(value)));
+                }
             }
         } else {
             aggregated_night(e, units, user_id, out)?;
@@ -260,6 +334,7 @@ fn aggregated_night(
         rem: hours("rem")?,
         awake: hours("awake")?,
         in_bed: in_bed_span.or(hours("inBed")?),
+        stages: Vec::new(),
     };
     let date = text(e, &["date"]).unwrap_or(&start_raw);
     let rec = Record {
@@ -268,7 +343,7 @@ fn aggregated_night(
         source_record_id: format!("sleep_analysis:{date}"),
         source: text(e, &["source"]).map(str::to_owned),
         ordering: None,
-        activity: None,
+        activity: Some(Activity::Sleep),
     };
     night.emit(&rec, start, end, out);
     Ok(())
@@ -283,6 +358,20 @@ enum Stage {
     Deep,
     Rem,
     Unspecified,
+}
+
+impl Stage {
+    /// The hypnogram code; `In Bed` is not a stage (the person may be awake or asleep).
+    fn code(self) -> Option<SleepStage> {
+        Some(match self {
+            Stage::InBed => return None,
+            Stage::Awake => SleepStage::Awake,
+            Stage::Core => SleepStage::Light,
+            Stage::Deep => SleepStage::Deep,
+            Stage::Rem => SleepStage::Rem,
+            Stage::Unspecified => SleepStage::Asleep,
+        })
+    }
 }
 
 /// One unaggregated sleep segment.
@@ -389,6 +478,10 @@ fn emit_session(
         rem,
         awake: sum(Stage::Awake),
         in_bed: bed.map(|(a, b)| seconds_between(a, b)),
+        stages: session
+            .iter()
+            .filter_map(|s| Some((s.start, s.end, s.stage.code()?)))
+            .collect(),
     };
     let rec = Record {
         user_id: user_id.to_owned(),
@@ -396,23 +489,146 @@ fn emit_session(
         source_record_id: format!("sleep_analysis:{}", first.start_raw),
         source: source.clone(),
         ordering: None,
-        activity: None,
+        activity: Some(Activity::Sleep),
     };
     night.emit(&rec, start, end, out);
 }
 
-/// A `{qty, units}` object converted into `metric`'s unit.
-fn quantity(w: &Value, key: &str, metric: Metric) -> Result<Option<f64>, NormalizeError> {
-    let Some(q) = num(w, &[key, "qty"]) else {
+/// A `{qty, units}` object at `path` converted into `metric`'s unit. A zero is no
+/// reading: workouts of the version 1 export write `{"qty": 0}` for every field the
+/// workout did not record (0 bpm, 0 steps and 0 °C for a swim in a real export), so a
+/// zero there cannot be told from "not measured".
+fn quantity(w: &Value, path: &[&str], metric: Metric) -> Result<Option<f64>, NormalizeError> {
+    let Some(q) = num(w, &[path, &["qty"]].concat()).filter(|q| *q != 0.0) else {
         return Ok(None);
     };
-    let units = text(w, &[key, "units"]).unwrap_or("");
+    let units = text(w, &[path, &["units"]].concat()).unwrap_or("");
     to_canonical(metric, q, units)
         .map(Some)
-        .ok_or_else(|| unsupported_unit(key, units))
+        .ok_or_else(|| unsupported_unit(&path.join("."), units))
 }
 
-fn workout(w: &Value, user_id: &str, out: &mut Vec<Reading>) -> Result<(), NormalizeError> {
+/// The first of `paths` that holds a (non-zero) quantity.
+fn first_quantity(
+    w: &Value,
+    paths: &[&[&str]],
+    metric: Metric,
+) -> Result<Option<f64>, NormalizeError> {
+    for path in paths {
+        if let Some(v) = quantity(w, path, metric)? {
+            return Ok(Some(v));
+        }
+    }
+    Ok(None)
+}
+
+/// The sum of a per-sample list `[{date, qty, units}]` at `key` (the version 2 export's
+/// "workout metrics"), `None` when the list is absent, not a list or empty.
+fn sample_sum(w: &Value, key: &str, metric: Metric) -> Result<Option<f64>, NormalizeError> {
+    let Some(samples) = get(w, &[key]).and_then(Value::as_array) else {
+        return Ok(None);
+    };
+    let mut total = None;
+    for s in samples {
+        let Some(q) = num(s, &["qty"]) else {
+            continue;
+        };
+        let units = text(s, &["units"]).unwrap_or("");
+        let v = to_canonical(metric, q, units).ok_or_else(|| unsupported_unit(key, units))?;
+        total = Some(total.unwrap_or(0.0) + v);
+    }
+    Ok(total)
+}
+
+/// A workout's total of an amount: the summary field when the workout has one, else the
+/// sum of its per-sample list. Never both: agents sum interval metrics, so the samples
+/// beside a total would count the same energy twice.
+fn total(
+    w: &Value,
+    summaries: &[&[&str]],
+    samples: &[&str],
+    metric: Metric,
+) -> Result<Option<f64>, NormalizeError> {
+    if let Some(v) = first_quantity(w, summaries, metric)? {
+        return Ok(Some(v));
+    }
+    let mut sum = None;
+    for key in samples {
+        if let Some(v) = sample_sum(w, key, metric)? {
+            sum = Some(sum.unwrap_or(0.0) + v);
+        }
+    }
+    Ok(sum.filter(|v| *v != 0.0))
+}
+
+/// A version 1 `elevation {ascent, descent, units}` field, converted to metres.
+fn elevation_v1(w: &Value, key: &str) -> Result<Option<f64>, NormalizeError> {
+    let Some(q) = num(w, &["elevation", key]).filter(|q| *q != 0.0) else {
+        return Ok(None);
+    };
+    let units = text(w, &["elevation", "units"]).unwrap_or("");
+    to_canonical(Metric::ElevationGain, q, units)
+        .map(Some)
+        .ok_or_else(|| unsupported_unit("elevation", units))
+}
+
+/// Heart-rate samples `[{date, Avg|qty, units}]` at `key` as instant `heart_rate`
+/// readings of the session.
+fn heart_rate_samples(
+    w: &Value,
+    key: &str,
+    rec: &Record,
+    out: &mut Vec<Reading>,
+) -> Result<(), NormalizeError> {
+    for s in array(w, &[key], key)? {
+        // A bucket of 0 bpm is a gap in the recording, not a heart rate.
+        let Some(v) = num(s, &["Avg"])
+            .or_else(|| num(s, &["qty"]))
+            .filter(|v| *v != 0.0)
+        else {
+            continue;
+        };
+        let Some(date) = text(s, &["date"]) else {
+            continue;
+        };
+        let units = text(s, &["units"]).unwrap_or("");
+        let v = to_canonical(Metric::HeartRate, v, units)
+            .ok_or_else(|| unsupported_unit(key, units))?;
+        let t = parse_hae("workouts.heartRateData[].date", date)?.with_timezone(&Utc);
+        rec.push(out, Metric::HeartRate, Some(v), t, t);
+    }
+    Ok(())
+}
+
+/// One workout: a session over `start..end` whose readings share the workout's
+/// `source_record_id` (`id`, else `workout:<start as written>`) and its activity (from
+/// `name`, [`names::WORKOUTS`]; an unknown name is `other`, reported as
+/// `activity:<name>`).
+///
+/// Both export versions are read (version 2 first where they differ):
+/// - `workout_duration` = `duration` (excludes pauses), else the interval.
+/// - `active_energy` = `activeEnergyBurned`, v1 `activeEnergy {qty}`, else the sum of the
+///   v2 `activeEnergy [..]` samples; `total_energy` = `totalEnergy`; `basal_energy` = the
+///   sum of `basalEnergy [..]`; `distance` = `distance`, else the sum of the
+///   `walkingAndRunningDistance`/`cyclingDistance`/`swimDistance` samples; `step_count` =
+///   v1 `stepCount {qty}`, else the sum of v2 `stepCount [..]`; `flights_climbed` =
+///   `flightsClimbed`. A per-sample list is never emitted beside its total.
+/// - `heart_rate` = `avgHeartRate`, else `heartRate.avg`; `heart_rate_max` =
+///   `maxHeartRate`, else `heartRate.max`; `heart_rate_min` = `heartRate.min`.
+/// - `elevation_gain`/`elevation_loss` = v2 `elevationUp`/`elevationDown`, else v1
+///   `elevation.ascent`/`descent`.
+/// - `speed` = `avgSpeed`, else `speed`; `cadence` = `stepCadence`; `met` = `intensity`.
+/// - `heartRateData` samples → instant `heart_rate` readings; so do the
+///   `heartRateRecovery` samples, the heart rate measured after the workout ended
+///   (absolute bpm per bucket: they are not Apple's one-minute recovery drop, which
+///   arrives as the `cardio_recovery` metric).
+/// - A summary quantity of 0 is not a reading (see [`quantity`]).
+fn workout(
+    w: &Value,
+    user_id: &str,
+    out: &mut Vec<Reading>,
+    unmapped: &mut BTreeSet<String>,
+) -> Result<(), NormalizeError> {
     let (start, start_raw) = required_hae(w, "start", "workouts.start")?;
     let (end, _) = required_hae(w, "end", "workouts.end")?;
     let (start, end) = interval(start, end)?;
@@ -420,25 +636,156 @@ fn workout(w: &Value, user_id: &str, out: &mut Vec<Reading>) -> Result<(), Norma
     let id = text(w, &["id"])
         .map(str::to_owned)
         .unwrap_or_else(|| format!("workout:{start_raw}"));
+    // A workout without a name has no sport to map (nothing to report either).
+    let name = text(w, &["name"]).map(str::trim);
+    let activity = match name.map(|n| (n, names::workout(n))) {
+        Some((_, Some(a))) => a,
+        Some((n, None)) => {
+            unmapped.insert(format!("activity:{}", clip(n)));
+            Activity::Other
+        }
+        None => Activity::Other,
+    };
     let rec = Record {
         user_id: user_id.to_owned(),
         vendor: VENDOR,
         source_record_id: id,
         source: text(w, &["source"]).map(str::to_owned),
         ordering: None,
-        activity: None,
+        activity: Some(activity),
     };
-    // `duration` (s) excludes pauses; the interval is the fallback.
     let duration = num(w, &["duration"]).unwrap_or_else(|| seconds_between(start, end));
-    rec.push(out, Metric::WorkoutDuration, Some(duration), start, end);
-    let active = match quantity(w, "activeEnergyBurned", Metric::ActiveEnergy)? {
+    let mut session = |metric: Metric, value: Option<f64>| rec.push(out, metric, value, start, end);
+    session(Metric::WorkoutDuration, Some(duration));
+    // Version 1 writes `activeEnergy` as one total; version 2 as a list of samples.
+    let active = total(
+        w,
+        &[&["activeEnergyBurned"], &["activeEnergy"]],
+        &["activeEnergy"],
+        Metric::ActiveEnergy,
+    )?;
+    session(Metric::ActiveEnergy, active);
+    let total_energy = first_quantity(w, &[&["totalEnergy"]], Metric::TotalEnergy)?;
+    session(Metric::TotalEnergy, total_energy);
+    let basal = total(w, &[], &["basalEnergy"], Metric::BasalEnergy)?;
+    session(Metric::BasalEnergy, basal);
+    let distance = total(
+        w,
+        &[&["distance"]],
+        &["walkingAndRunningDistance", "cyclingDistance", "swimDistance"],
+        Metric::Distance,
+    )?;
+    session(Metric::Distance, distance);
+    let steps = total(w, &[&["stepCount"]], &["stepCount"], Metric::StepCount)?;
+    session(Metric::StepCount, steps);
+    let flights = first_quantity(w, &[&["flightsClimbed"]], Metric::FlightsClimbed)?;
+    session(Metric::FlightsClimbed, flights);
+    let hr = |paths: &[&[&str]], metric| first_quantity(w, paths, metric);
+    session(
+        Metric::HeartRate,
+        hr(&[&["avgHeartRate"], &["heartRate", "avg"]], Metric::HeartRate)?,
+    );
+    session(
+        Metric::HeartRateMax,
+        hr(&[&["maxHeartRate"], &["heartRate", "max"]], Metric::HeartRateMax)?,
+    );
+    session(
+        Metric::HeartRateMin,
+        hr(&[&["heartRate", "min"]], Metric::HeartRateMin)?,
+    );
+    let gain = match quantity(w, &["elevationUp"], Metric::ElevationGain)? {
         Some(v) => Some(v),
-        None => quantity(w, "activeEnergy", Metric::ActiveEnergy)?,
+        None => elevation_v1(w, "ascent")?,
     };
-    rec.push(out, Metric::ActiveEnergy, active, start, end);
-    let total = quantity(w, "totalEnergy", Metric::TotalEnergy)?;
-    rec.push(out, Metric::TotalEnergy, total, start, end);
-    let distance = quantity(w, "distance", Metric::Distance)?;
-    rec.push(out, Metric::Distance, distance, start, end);
+    session(Metric::ElevationGain, gain);
+    let loss = match quantity(w, &["elevationDown"], Metric::ElevationLoss)? {
+        Some(v) => Some(v),
+        None => elevation_v1(w, "descent")?,
+    };
+    session(Metric::ElevationLoss, loss);
+    let speed = first_quantity(w, &[&["avgSpeed"], &["speed"]], Metric::Speed)?;
+    session(Metric::Speed, speed);
+    let cadence = first_quantity(w, &[&["stepCadence"]], Metric::Cadence)?;
+    session(Metric::Cadence, cadence);
+    let intensity = first_quantity(w, &[&["intensity"]], Metric::Met)?;
+    session(Metric::Met, intensity);
+    heart_rate_samples(w, "heartRateData", &rec, out)?;
+    heart_rate_samples(w, "heartRateRecovery", &rec, out)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use bridge_core::catalog::Kind;
+
+    use super::*;
+
+    fn envelope(body: Vec<u8>) -> RawEnvelope {
+        RawEnvelope {
+            event_id: "test".into(),
+            vendor: VENDOR.into(),
+            received_at_micros: 0,
+            headers: Default::default(),
+            query: None,
+            principal: Some("hk-user".into()),
+            content_type: Some("application/json".into()),
+            body,
+            edge_instance: "test".into(),
+        }
+    }
+
+    /// Agents sum interval metrics per document: across every fixture that normalizes,
+    /// no document carries two readings of one interval metric (a per-sample list beside
+    /// its total would).
+    #[test]
+    fn no_document_counts_an_amount_twice() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/healthkit");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let companion = [".expected.json", ".args.json", ".headers.json"];
+            if !name.ends_with(".json") || companion.iter().any(|c| name.ends_with(c)) {
+                continue;
+            }
+            let Ok(out) = normalize(&envelope(std::fs::read(&path).unwrap())) else {
+                continue;
+            };
+            let mut per_doc: HashMap<_, usize> = HashMap::new();
+            for r in out.readings.iter().filter(|r| r.metric.kind() == Kind::Interval) {
+                *per_doc
+                    .entry((r.source_record_id.clone(), r.source.clone(), r.metric))
+                    .or_default() += 1;
+            }
+            for (key, n) in per_doc {
+                assert_eq!(n, 1, "{name}: {key:?} has {n} readings");
+            }
+            checked += 1;
+        }
+        assert!(checked >= 10, "only {checked} fixtures normalized");
+    }
+
+    #[test]
+    fn a_workout_total_wins_over_its_samples_and_zero_is_absent() {
+        let body = br#"{"data":{"workouts":[{"id":"w","name":"Indoor Walk",
+            "start":"2025-01-01 10:00:00 +0000","end":"2025-01-01 10:10:00 +0000",
+            "activeEnergyBurned":{"qty":50,"units":"kcal"},
+            "activeEnergy":[{"date":"2025-01-01 10:00:00 +0000","qty":20,"units":"kcal"}],
+            "stepCount":[{"date":"2025-01-01 10:00:00 +0000","qty":0,"units":"count"}],
+            "distance":{"qty":0,"units":"km"}}]}}"#;
+        let out = normalize(&envelope(body.to_vec())).unwrap();
+        let got: Vec<(Metric, f64)> = out.readings.iter().map(|r| (r.metric, r.value)).collect();
+        assert_eq!(
+            got,
+            vec![(Metric::WorkoutDuration, 600.0), (Metric::ActiveEnergy, 50.0)]
+        );
+        assert!(
+            out.readings
+                .iter()
+                .all(|r| r.activity == Some(Activity::Walking))
+        );
+        assert!(out.unmapped.is_empty());
+    }
 }

@@ -16,6 +16,8 @@
 //! - A deterministic problem with the input is a [`NormalizeError`]; the caller
 //!   dead-letters the original bytes with [`NormalizeError::reason`] and moves on.
 
+#[cfg_attr(not(feature = "processor"), allow(dead_code))]
+pub(crate) mod activity;
 pub(crate) mod units;
 
 use bridge_core::{RawEnvelope, Vendor};

@@ -102,8 +102,8 @@ pub(crate) fn to_canonical(metric: Metric, value: f64, unit: &str) -> Option<f64
             _ => return None,
         },
         "MET" => match unit {
-            "MET" | "met" | "METs" | "kcal/hr·kg" | "kcal/(kg·hr)" | "kcal/kg/hr"
-            | "kcal/hr/kg" | "kcal/(kg.h)" => value,
+            "MET" | "met" | "METs" | "kcal/hr·kg" | "kcal/(hr·kg)" | "kcal/(kg·hr)"
+            | "kcal/kg/hr" | "kcal/hr/kg" | "kcal/(kg.h)" => value,
             _ => return None,
         },
         "m" => match unit {
@@ -119,7 +119,9 @@ pub(crate) fn to_canonical(metric: Metric, value: f64, unit: &str) -> Option<f64
         },
         "m/s" => match unit {
             "m/s" | "mps" => value,
-            "km/h" | "km/hr" | "kph" => value * MPS_PER_KMH,
+            "km/h" | "km/hr" | "kph" | "kmph" => value * MPS_PER_KMH,
+            // Health Auto Export writes swim speeds as metres per hour.
+            "m/hr" | "m/h" => value / 3600.0,
             "mi/hr" | "mi/h" | "mph" => value * MPS_PER_MPH,
             "ft/s" => value * M_PER_FOOT,
             "m/min" => value / 60.0,
@@ -248,6 +250,61 @@ mod tests {
             to_canonical(Metric::Vo2Max, 40.0, "ml/(kg·min)"),
             40.0
         ));
+    }
+
+    /// Units Health Auto Export writes in real exports, each checked against a value
+    /// worked out by hand (comment beside it).
+    #[test]
+    fn health_auto_export_units() {
+        use Metric::*;
+        let cases: &[(Metric, f64, &str, f64)] = &[
+            // (98.6 − 32) × 5 / 9 = 66.6 × 5 / 9
+            (BodyTemperature, 98.6, "degF", 37.0),
+            (Distance, 1.0, "mi", 1609.344),
+            // 10 × 1609.344 / 3600 = 16093.44 / 3600
+            (WalkingSpeed, 10.0, "mi/hr", 4.4704),
+            (Speed, 10.0, "mph", 4.4704),
+            // 70 × 0.0254
+            (Height, 70.0, "in", 1.778),
+            (WalkingStepLength, 71.0, "cm", 0.71),
+            // 2 × 0.3048
+            (StairSpeedUp, 2.0, "ft/s", 0.6096),
+            (ElevationGain, 1000.0, "ft", 304.8),
+            // 4184 / 4.184
+            (ActiveEnergy, 4184.0, "kJ", 1000.0),
+            (HeartRate, 72.0, "count/min", 72.0),
+            (WalkingHeartRateAverage, 104.0, "count/min", 104.0),
+            (Cadence, 172.0, "spm", 172.0),
+            // 36 × 1000 / 3600
+            (Speed, 36.0, "km/hr", 10.0),
+            (Speed, 18.0, "kmph", 5.0),
+            // metres per hour (swim speeds): 3600 / 3600
+            (Speed, 3600.0, "m/hr", 1.0),
+            (LeanBodyMass, 10.0, "lb", 4.5359237),
+            (EnvironmentalAudioExposure, 70.0, "dBASPL", 70.0),
+            (Met, 5.0, "kcal/hr·kg", 5.0),
+            (Met, 5.0, "kcal/(hr·kg)", 5.0),
+            // 30 × 60
+            (ExerciseTime, 30.0, "min", 1800.0),
+            (StandHours, 12.0, "count", 12.0),
+            (StandHours, 12.0, "hr", 12.0),
+            (BreathingDisturbances, 3.0, "count", 3.0),
+            (Bmi, 24.1, "count", 24.1),
+            // 5 × 18.0156
+            (BloodGlucose, 5.0, "mmol<180.1558800000541>/L", 90.078),
+            (BloodPressureSystolic, 120.0, "mmHg", 120.0),
+            (Vo2Max, 44.6, "ml/(kg·min)", 44.6),
+        ];
+        for &(metric, value, unit, want) in cases {
+            let got = to_canonical(metric, value, unit);
+            assert!(
+                close(got, want),
+                "{metric} {value} {unit}: {got:?}, want {want}"
+            );
+        }
+        assert_eq!(to_canonical(Metric::Distance, 1.0, "leagues"), None);
+        assert_eq!(to_canonical(Metric::Weight, 48.0, "fl_oz_us"), None);
+        assert_eq!(to_canonical(Metric::Speed, 1.0, "m/hr·kg"), None);
     }
 
     #[test]

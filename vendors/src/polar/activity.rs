@@ -8,58 +8,7 @@
 
 use bridge_core::model::Activity;
 
-/// Words of a Polar sport name and the activity they mean, most specific first (a
-/// `TRAIL_RUNNING` is running, a `CROSS_COUNTRY_SKIING` is not downhill skiing).
-const WORDS: &[(&[&str], Activity)] = &[
-    (&["CROSS_COUNTRY_SKI", "NORDIC_SKI", "XC_SKI", "ROLLER_SKI"], Activity::CrossCountrySkiing),
-    (&["DOWNHILL_SKI", "ALPINE_SKI", "SKIING_DOWNHILL", "TELEMARK"], Activity::DownhillSkiing),
-    (&["SNOWBOARD"], Activity::Snowboarding),
-    (&["NORDIC_WALK", "WALK"], Activity::Walking),
-    (&["HIK", "TREKK", "MOUNTAINEER"], Activity::Hiking),
-    (&["RUN", "JOG", "TREADMILL", "ORIENTEERING"], Activity::Running),
-    (&["CYCL", "BIK", "SPINNING", "BMX"], Activity::Cycling),
-    (&["SWIM"], Activity::Swimming),
-    (&["ROW"], Activity::Rowing),
-    (&["ELLIPTICAL", "CROSS_TRAINER", "CROSSTRAINER"], Activity::Elliptical),
-    (&["STAIR", "STEP_MACHINE"], Activity::StairClimbing),
-    (&["STRENGTH", "WEIGHT", "GYM", "KETTLEBELL", "CORE", "CIRCUIT", "BODY_AND_MIND_CORE"], Activity::StrengthTraining),
-    (&["HIIT", "HIGH_INTENSITY"], Activity::Hiit),
-    (&["CROSSFIT", "CROSS_TRAINING", "BOOTCAMP", "FUNCTIONAL"], Activity::CrossTraining),
-    (&["YOGA"], Activity::Yoga),
-    (&["PILATES"], Activity::Pilates),
-    (&["STRETCH", "MOBILITY"], Activity::Flexibility),
-    (&["MEDITAT", "BREATH"], Activity::MindAndBody),
-    (&["DANC", "ZUMBA"], Activity::Dance),
-    (&["BOX"], Activity::Boxing),
-    (&["MARTIAL", "KARATE", "JUDO", "TAEKWONDO", "COMBAT"], Activity::MartialArts),
-    (&["CLIMB", "BOULDER"], Activity::Climbing),
-    (&["SKAT"], Activity::Skating),
-    (&["SURF"], Activity::Surfing),
-    (&["PADDL", "KAYAK", "CANOE", "SUP"], Activity::Paddling),
-    (&["GOLF"], Activity::Golf),
-    (&["TABLE_TENNIS"], Activity::TableTennis),
-    (&["TENNIS"], Activity::Tennis),
-    (&["BADMINTON"], Activity::Badminton),
-    (&["SQUASH"], Activity::Squash),
-    (&["AMERICAN_FOOTBALL"], Activity::AmericanFootball),
-    // Polar is Finnish: its FOOTBALL is association football (unverified).
-    (&["SOCCER", "FOOTBALL", "FUTSAL"], Activity::Soccer),
-    (&["BASKETBALL"], Activity::Basketball),
-    (&["VOLLEYBALL"], Activity::Volleyball),
-    (&["BASEBALL", "SOFTBALL"], Activity::Baseball),
-    (&["HOCKEY", "FLOORBALL", "BANDY"], Activity::Hockey),
-    (&["RUGBY"], Activity::Rugby),
-    (&["CRICKET"], Activity::Cricket),
-    (&["WHEELCHAIR"], Activity::Wheelchair),
-];
-
-fn by_words(name: &str) -> Option<Activity> {
-    let name = name.trim().to_ascii_uppercase();
-    WORDS
-        .iter()
-        .find(|(words, _)| words.iter().any(|w| name.contains(w)))
-        .map(|(_, a)| *a)
-}
+use crate::normalize::activity::by_words;
 
 /// The activity of an exercise, and the name to report as unmapped when none fits.
 pub(crate) fn activity(sport: Option<&str>, detailed: Option<&str>) -> (Activity, Option<String>) {

@@ -10,6 +10,8 @@ pub use edge::EdgeArgs;
 
 #[cfg(feature = "processor")]
 pub mod normalize;
+#[cfg(feature = "processor")]
+mod sport;
 
 #[cfg(feature = "processor")]
 pub use normalize::normalize;
