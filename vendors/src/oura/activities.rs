@@ -2,8 +2,8 @@
 //!
 //! Oura's OpenAPI types `activity` as a free string and publishes no list. The names below
 //! are the workout types the Oura app offers, written as the API writes them; `walking`,
-//! `running` and `cycling` are seen in Oura's examples and community clients [C], the rest
-//! are the app's list [U], liberal on purpose. Names are compared after splitting
+//! `running` and `cycling` are seen in Oura's examples and community clients \[C\], the rest
+//! are the app's list \[U\], liberal on purpose. Names are compared after splitting
 //! camelCase and lower-casing, with spaces and hyphens as `_` (`strengthTraining`,
 //! `strength training` and `strength_training` are one name). A name not in the table
 //! becomes [`Activity::Other`] and `activity:<name>` in `Normalized::unmapped`.

@@ -3,7 +3,8 @@
 //! Oura webhooks carry only ids; the fetcher downloads
 //! `GET /v2/usercollection/{data_type}/{id}` and hands the document here. Every reading's
 //! `source_record_id` is the document `id`, so a `delete` notification for that id (a
-//! [`Tombstone`](crate::model::Tombstone) built by the fetcher) removes exactly these rows.
+//! [`Tombstone`] built by the fetcher) removes exactly these rows. Sample series,
+//! hypnograms and sessions: see [`normalize_document`].
 
 use std::collections::BTreeMap;
 
@@ -45,8 +46,8 @@ const UNMAPPED: [&str; 10] = [
 ///   `readiness.temperature_deviation` / `temperature_trend_deviation` →
 ///   `skin_temperature_deviation` / `skin_temperature_trend_deviation`. The `heart_rate`
 ///   and `hrv` sample models → instant `heart_rate` / `hrv_rmssd` readings (see
-///   [`samples`]); `sleep_phase_5_min` → 5-minute `sleep_stage` intervals (see
-///   [`hypnogram`]). `type == "deleted"` → one tombstone for the id and no readings.
+///   `samples`); `sleep_phase_5_min` → 5-minute `sleep_stage` intervals (see
+///   `hypnogram`). `type == "deleted"` → one tombstone for the id and no readings.
 /// - Daily documents (`daily_sleep`, `daily_readiness`, `daily_activity`, `daily_spo2`,
 ///   `vO2_max`/`vo2_max`): interval = the whole calendar `day` at the UTC offset of the
 ///   document's `timestamp` (`2025-01-01` with `timestamp` `…+01:00` →
@@ -68,7 +69,7 @@ const UNMAPPED: [&str; 10] = [
 ///   treated as activity), `distance` → `distance`. `intensity` (`easy`/`moderate`/`hard`)
 ///   is a label, not a quantity: no metric.
 /// - `heartrate`: one local day of the collection as the fetch job assembles it, see
-///   [`heart_rate_day`].
+///   `heart_rate_day`.
 /// - Types without a canonical metric (`tag`, `session`, `daily_stress`, …) → empty; any
 ///   other type → [`NormalizeError::UnsupportedType`].
 pub fn normalize_document(

@@ -73,7 +73,7 @@ pub fn score_state(doc: &Value) -> ScoreState {
 ///   `sleep_disturbances`, `sleep_cycle_count` → `sleep_cycles`. `respiratory_rate`,
 ///   `sleep_efficiency_percentage` → `sleep_efficiency`, `sleep_performance_percentage` →
 ///   `sleep_score`, `sleep_consistency_percentage` → `sleep_consistency`, and
-///   `sleep_needed` (the sum of its four terms, see [`sleep_need`]) → `sleep_need`. WHOOP
+///   `sleep_needed` (the sum of its four terms, see `sleep_need`) → `sleep_need`. WHOOP
 ///   gives no hypnogram, so there are no `sleep_stage` readings. Naps are their own sleep
 ///   with their own id and interval; the `nap` flag changes nothing else.
 /// - Cycle: interval `start..end`, `source_record_id` = cycle id. `strain`, `kilojoule` ÷

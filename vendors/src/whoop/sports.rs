@@ -8,23 +8,23 @@
 //!
 //! WHOOP publishes no complete list of sport names. The names below are WHOOP's sports
 //! as its app lists them, written the way `sport_name` writes them; the ones seen in
-//! WHOOP's own documentation examples are marked [V], the rest [U] (the app's list,
+//! WHOOP's own documentation examples are marked \[V\], the rest \[U\] (the app's list,
 //! normalized by the rule above; liberal on purpose). A name not in the table becomes
 //! [`Activity::Other`] and `activity:<sport_name>` in `Normalized::unmapped`, so a gap is
 //! counted in production rather than guessed.
 //!
 //! | `sport_name` | Activity |
 //! |---|---|
-//! | `running` [V], `track_&_field`, `treadmill` | running |
-//! | `cycling` [V], `mountain_biking`, `spin`, `assault_bike` | cycling |
+//! | `running` \[V\], `track_&_field`, `treadmill` | running |
+//! | `cycling` \[V\], `mountain_biking`, `spin`, `assault_bike` | cycling |
 //! | `walking`, `stroller_walking`, `dog_walking` | walking |
 //! | `hiking`, `hiking/rucking`, `rucking` | hiking |
 //! | `swimming`, `water_polo` | swimming |
 //! | `rowing` | rowing |
 //! | `elliptical` | elliptical |
 //! | `stairmaster`, `stair_climber` | stair_climbing |
-//! | `weightlifting` [V], `powerlifting`, `strength_trainer`, `bodybuilding` | strength_training |
-//! | `functional_fitness` [V], `crossfit`, `obstacle_course_racing`, `f45_training`, `bootcamp` | cross_training |
+//! | `weightlifting` \[V\], `powerlifting`, `strength_trainer`, `bodybuilding` | strength_training |
+//! | `functional_fitness` \[V\], `crossfit`, `obstacle_course_racing`, `f45_training`, `bootcamp` | cross_training |
 //! | `hiit` | hiit |
 //! | `yoga`, `hot_yoga` | yoga |
 //! | `pilates` | pilates |
@@ -39,7 +39,7 @@
 //! | `wheelchair_pushing` | wheelchair |
 //! | `activity`, `other` | other (WHOOP's own generic activity: no unmapped count) |
 //!
-//! `sport_id` (v1): only the ids community code has matched against real workouts [U]:
+//! `sport_id` (v1): only the ids community code has matched against real workouts \[U\]:
 //! -1 activity, 0 running, 1 cycling, 16 baseball, 17 basketball, 18 rowing, 19 fencing,
 //! 20 field hockey, 21 football, 22 golf, 24 ice hockey, 25 lacrosse, 27 rugby,
 //! 29 skiing, 30 soccer, 31 softball, 32 squash, 33 swimming, 34 tennis, 43 pilates,
