@@ -119,11 +119,13 @@ impl StandIn {
         let handler = me.clone();
         let routes = warp::method()
             .and(warp::path::full())
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
             .and(warp::header::optional::<String>("authorization"))
             .and(warp::body::bytes())
             .then(
                 move |method: warp::http::Method,
                       path: warp::path::FullPath,
+                      query: String,
                       auth: Option<String>,
                       body: bytes::Bytes| {
                     let handler = handler.clone();
@@ -132,7 +134,13 @@ impl StandIn {
                             let delay = handler.state.lock().unwrap().token_delay;
                             tokio::time::sleep(delay).await;
                         }
-                        handler.answer(method.as_str(), path.as_str(), auth, &body)
+                        // Documents are served by path, or by path and query (collections).
+                        let path = if query.is_empty() {
+                            path.as_str().to_owned()
+                        } else {
+                            format!("{}?{query}", path.as_str())
+                        };
+                        handler.answer(method.as_str(), &path, auth, &body)
                     }
                 },
             );
@@ -439,6 +447,7 @@ struct Stack {
     processor: ProcessorProc,
     api: StandIn,
     pool: PgPool,
+    dlq: String,
 }
 
 async fn stack() -> Stack {
@@ -452,6 +461,7 @@ async fn stack() -> Stack {
         processor,
         api,
         pool: pool().await,
+        dlq: topics.dlq.clone(),
     }
 }
 
@@ -498,22 +508,65 @@ async fn oura_and_whoop_notifications_become_rows_and_deletes_remove_them() {
     )
     .await;
 
-    // Oura: daily_sleep 1 + long sleep 12 + readiness 2.
-    let oura = rows(&s.pool, &oura_user, 15).await;
+    // Oura: daily_sleep 1 + long sleep 31 (12 summaries + session, latency, trend,
+    // 3 heart-rate and 3 HRV samples, 10 stage intervals) + readiness 3.
+    let oura = rows(&s.pool, &oura_user, 35).await;
     let key = |m: &str, id: &str| (m.to_string(), id.to_string());
     assert_eq!(oura[&key("sleep_score", OURA_DAILY_SLEEP_ID)], 84.0);
     assert_eq!(oura[&key("resting_heart_rate", OURA_SLEEP_ID)], 47.0);
-    assert_eq!(oura[&key("hrv_rmssd", OURA_SLEEP_ID)], 58.0);
+    // The night's mean HRV (over the period) beside its three 5-minute samples (instants).
+    let hrv: Vec<(f64, bool)> = sqlx::query_as(
+        "select value, start_time = end_time from readings
+         where user_id = $1 and metric = 'hrv_rmssd' and source_record_id = $2
+         order by start_time, end_time desc",
+    )
+    .bind(&oura_user)
+    .bind(OURA_SLEEP_ID)
+    .fetch_all(&s.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        hrv,
+        [(58.0, false), (44.0, true), (61.0, true), (70.0, true)]
+    );
     assert_eq!(oura[&key("readiness_score", OURA_READINESS_ID)], 82.0);
-    // WHOOP: sleep 9 + recovery 5 + cycle 3 + workout 5 (the second sleep.updated
+    // WHOOP: sleep 15 + recovery 5 + cycle 4 + workout 13 (the second sleep.updated
     // lands on the same rows).
-    let whoop = rows(&s.pool, &whoop_user_id, 22).await;
+    let whoop = rows(&s.pool, &whoop_user_id, 37).await;
     let recovery = format!("recovery:{WHOOP_CYCLE_ID}");
     assert_eq!(whoop[&key("recovery_score", &recovery)], 64.0);
     assert_eq!(whoop[&key("hrv_rmssd", &recovery)], 71.42);
     assert_eq!(whoop[&key("strain", &WHOOP_CYCLE_ID.to_string())], 13.8734);
     assert_eq!(whoop[&key("sleep_deep", WHOOP_SLEEP_ID)], 5520.0);
     assert_eq!(whoop[&key("distance", WHOOP_WORKOUT_ID)], 7105.2);
+    // Sessions: every row of a sleep or workout carries its activity; the others none.
+    let activities = |user: String| {
+        let pool = s.pool.clone();
+        async move {
+            let got: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+                "select source_record_id, activity, count(*) from readings \
+                 where user_id = $1 group by 1, 2 order by 1, 2",
+            )
+            .bind(user)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            got
+        }
+    };
+    let of = |rows: &[(String, Option<String>, i64)], id: &str| -> Vec<(Option<String>, i64)> {
+        rows.iter()
+            .filter(|(d, _, _)| d == id)
+            .map(|(_, a, n)| (a.clone(), *n))
+            .collect()
+    };
+    let o = activities(oura_user.clone()).await;
+    assert_eq!(of(&o, OURA_SLEEP_ID), [(Some("sleep".into()), 31)]);
+    assert_eq!(of(&o, OURA_READINESS_ID), [(None, 3)]);
+    let w = activities(whoop_user_id.clone()).await;
+    assert_eq!(of(&w, WHOOP_SLEEP_ID), [(Some("sleep".into()), 15)]);
+    assert_eq!(of(&w, WHOOP_WORKOUT_ID), [(Some("running".into()), 13)]);
+    assert_eq!(of(&w, &recovery), [(None, 5)]);
     let bearers: HashSet<_> = s
         .api
         .calls("")
@@ -542,9 +595,9 @@ async fn oura_and_whoop_notifications_become_rows_and_deletes_remove_them() {
         &whoop_event("recovery.deleted", json!(WHOOP_CYCLE_ID), whoop_vuid),
     )
     .await;
-    let oura = rows(&s.pool, &oura_user, 3).await;
+    let oura = rows(&s.pool, &oura_user, 4).await;
     assert!(oura.keys().all(|(_, id)| id != OURA_SLEEP_ID));
-    let whoop = rows(&s.pool, &whoop_user_id, 12).await;
+    let whoop = rows(&s.pool, &whoop_user_id, 19).await;
     assert!(
         whoop
             .keys()
@@ -605,7 +658,7 @@ async fn expired_and_rejected_tokens_are_refreshed_once() {
     )
     .await;
     rows(&s.pool, &oura_user, 1).await;
-    rows(&s.pool, &whoop_user_id, 5).await;
+    rows(&s.pool, &whoop_user_id, 13).await;
 
     let oura_calls = s.api.calls(&format!("/daily_sleep/{OURA_DAILY_SLEEP_ID}"));
     assert_eq!(
@@ -659,7 +712,7 @@ async fn expired_and_rejected_tokens_are_refreshed_once() {
         &oura_event("update", "daily_readiness", OURA_READINESS_ID, &oura_vuid),
     )
     .await;
-    rows(&s.pool, &oura_user, 3).await;
+    rows(&s.pool, &oura_user, 4).await;
     assert_eq!(s.api.state.lock().unwrap().token_calls.len(), 2);
     assert_eq!(
         metric(
@@ -749,10 +802,10 @@ async fn unlinked_users_notification_is_processed_after_link_account() {
     }
     assert!(s.api.calls("").is_empty());
 
-    // Linking (the real command) makes it due now: recovery 5 + cycle 3 (integer id:
+    // Linking (the real command) makes it due now: recovery 5 + cycle 4 (integer id:
     // the cycle's recovery directly).
     let _a = link("whoop", &vuid.to_string(), &user, "whoop-access", "r", None);
-    let got = rows(&s.pool, &user, 8).await;
+    let got = rows(&s.pool, &user, 9).await;
     assert_eq!(
         got[&(
             "recovery_score".to_string(),
@@ -817,7 +870,7 @@ async fn pending_whoop_score_is_fetched_again_later() {
         .unwrap()
         .docs
         .insert(path.clone(), scored);
-    rows(&s.pool, &user, 9).await;
+    rows(&s.pool, &user, 15).await;
     assert!(s.api.calls(&path).len() >= 2);
     assert!(
         metric(
@@ -1038,4 +1091,184 @@ async fn slow_token_endpoint_holds_up_nothing_and_loses_no_token() {
     .unwrap();
     assert_eq!(version, 2, "rotated pair stored");
     drop(processor);
+}
+
+/// A v1-model WHOOP webhook names its sleep by the integer v1 id, which no v2 path takes:
+/// it used to be fetched into a 404 and closed as `not_found` (silently nothing). It is
+/// dead-lettered before any request, with a reason and a detail that say what to change.
+#[tokio::test]
+async fn whoop_v1_webhook_is_dead_lettered_with_its_reason_not_fetched() {
+    let _serial = SERIAL.lock().await;
+    let s = stack().await;
+    let user = unique("whoop-u");
+    let vuid = whoop_user();
+    s.api.accept_token("whoop-access");
+    let _a = link("whoop", &vuid.to_string(), &user, "whoop-access", "r", None);
+    let dlq = consumer(&s.dlq);
+    post_whoop(&s.edge, &whoop_event("sleep.updated", json!(10235), vuid)).await;
+    let letters = read_n(&dlq, 1, Duration::from_secs(60)).await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        faultkit::header(&letters[0], "dlq.reason").as_deref(),
+        Some("unsupported_type")
+    );
+    let detail = faultkit::header(&letters[0], "dlq.detail").unwrap_or_default();
+    assert!(
+        detail.contains("v1 webhook sleep.updated") && detail.contains("10235"),
+        "{detail}"
+    );
+    assert!(s.api.calls("").is_empty(), "nothing fetched");
+    let parked: i64 = sqlx::query_scalar(
+        "select count(*) from parked_notifications where vendor = 'whoop' and vendor_user_id = $1",
+    )
+    .bind(vuid.to_string())
+    .fetch_one(&s.pool)
+    .await
+    .unwrap();
+    assert_eq!(parked, 0, "not parked or closed as not_found");
+    assert!(
+        metric(
+            &s.processor,
+            "processor_dlq_total{reason=\"unsupported_type\"}"
+        )
+        .await
+            >= 1.0
+    );
+}
+
+/// `n` heart-rate items every 5 minutes from `first` (an index into the day's slots).
+fn heart_rate_items(first: usize, n: usize) -> Vec<Value> {
+    let day = chrono::DateTime::parse_from_rfc3339("2025-01-01T05:00:00Z").unwrap();
+    (first..first + n)
+        .map(|i| {
+            let at = day + chrono::TimeDelta::minutes(5 * i as i64);
+            json!({"bpm": 50 + (i % 60), "source": "awake", "timestamp": at.to_rfc3339()})
+        })
+        .collect()
+}
+
+/// Oura's heart-rate collection has no webhook: a `daily_activity` notification reads the
+/// day's collection (every page) and writes one `heart_rate` row per item, keyed by the
+/// day, so a re-delivery lands on the same rows and a grown day replaces the set.
+#[tokio::test]
+async fn oura_heart_rate_collection_becomes_rows_once_across_redeliveries() {
+    let _serial = SERIAL.lock().await;
+    let s = stack().await;
+    let (user, vuid) = (unique("oura-u"), unique("oura-vu"));
+    s.api.accept_token("oura-access");
+    let activity_id = "d-act-2025-01-01";
+    // The fixture's day: 2025-01-01 at -05:00 = 05:00Z .. 2025-01-02T05:00Z.
+    let hr = "/oura/v2/usercollection/heartrate?start_datetime=2025-01-01T05%3A00%3A00Z&end_datetime=2025-01-02T05%3A00%3A00Z";
+    let page2 = format!("{hr}&next_token=p2");
+    let mut second = heart_rate_items(150, 138);
+    // A repeated instant (the last is kept) and an item of the next day (not this set's).
+    second.push(json!({"bpm": 99, "source": "rest", "timestamp": "2025-01-01T05:50:00+00:00"}));
+    second.push(json!({"bpm": 70, "source": "rest", "timestamp": "2025-01-02T05:00:00+00:00"}));
+    {
+        let mut st = s.api.state.lock().unwrap();
+        st.docs.insert(
+            format!("/oura/v2/usercollection/daily_activity/{activity_id}"),
+            fixture("oura/daily_activity_offset"),
+        );
+        st.docs.insert(
+            hr.to_owned(),
+            json!({"data": heart_rate_items(0, 150), "next_token": "p2"}),
+        );
+        st.docs
+            .insert(page2.clone(), json!({"data": second, "next_token": null}));
+    }
+    let _a = link("oura", &vuid, &user, "oura-access", "r", None);
+    let event = oura_event("update", "daily_activity", activity_id, &vuid);
+    post_oura(&s.edge, &event).await;
+    // daily_activity 13 (5 totals, 6 time buckets, 2 MET samples) + 288 heart rates.
+    rows(&s.pool, &user, 13 + 288).await;
+    let heart_rates = || async {
+        let got: Vec<(String, f64)> = sqlx::query_as(
+            "select source_record_id, value from readings
+             where user_id = $1 and metric = 'heart_rate' order by start_time",
+        )
+        .bind(&user)
+        .fetch_all(&s.pool)
+        .await
+        .unwrap();
+        got
+    };
+    let got = heart_rates().await;
+    assert_eq!(got.len(), 288);
+    assert!(got.iter().all(|(id, _)| id == "heartrate:2025-01-01"));
+    assert_eq!(got[10].1, 99.0, "the repeated instant keeps the last item");
+
+    // Oura's retry of the same webhook (same bytes) is a duplicate: nothing is fetched.
+    // A later notification of the same document (new `event_time`) fetches the day again
+    // and lands on the same rows, not a second set.
+    post_oura(&s.edge, &event).await;
+    let mut again = event.clone();
+    again["event_time"] = json!("2025-01-01T09:12:00+00:00");
+    post_oura(&s.edge, &again).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s.api.calls(&page2).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the later notification never fetched"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        s.api.calls(&page2).len(),
+        2,
+        "the duplicate fetched nothing"
+    );
+    // The day grows by one item; its next version replaces the set (same partition, so
+    // it is written after the re-delivery): exactly one more row, never 288 more.
+    {
+        let mut st = s.api.state.lock().unwrap();
+        let doc = st.docs.get_mut(&page2).unwrap();
+        doc["data"]
+            .as_array_mut()
+            .unwrap()
+            .extend(heart_rate_items(288, 1).into_iter().map(|mut v| {
+                v["timestamp"] = json!("2025-01-02T04:59:00+00:00");
+                v
+            }));
+    }
+    let mut grown = event.clone();
+    grown["event_time"] = json!("2025-01-01T10:30:00+00:00");
+    post_oura(&s.edge, &grown).await;
+    rows(&s.pool, &user, 13 + 289).await;
+    assert_eq!(heart_rates().await.len(), 289);
+    assert_eq!(s.api.calls(&page2).len(), 3);
+}
+
+/// A WHOOP workout whose sport the table does not know is still a session (`other`), and
+/// the name is counted where an operator sees the gap.
+#[tokio::test]
+async fn unknown_whoop_sport_is_a_session_of_other_and_counted_as_unmapped() {
+    let _serial = SERIAL.lock().await;
+    let s = stack().await;
+    let user = unique("whoop-u");
+    let vuid = whoop_user();
+    let id = "7bfc6a15-4661-442f-a9a4-f160dd7a0003";
+    s.api.accept_token("whoop-access");
+    s.api.state.lock().unwrap().docs.insert(
+        format!("/whoop/developer/v2/activity/workout/{id}"),
+        fixture("whoop/workout_unknown_sport"),
+    );
+    let _a = link("whoop", &vuid.to_string(), &user, "whoop-access", "r", None);
+    post_whoop(&s.edge, &whoop_event("workout.updated", json!(id), vuid)).await;
+    // duration, strain, energy, mean and max heart rate.
+    rows(&s.pool, &user, 5).await;
+    let activities: Vec<Option<String>> =
+        sqlx::query_scalar("select distinct activity from readings where user_id = $1")
+            .bind(&user)
+            .fetch_all(&s.pool)
+            .await
+            .unwrap();
+    assert_eq!(activities, [Some("other".to_string())]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let line = "processor_unmapped_total{vendor=\"whoop\",name=\"activity:axe-throwing\"}";
+    while metric(&s.processor, line).await < 1.0 {
+        assert!(Instant::now() < deadline, "{line} never counted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

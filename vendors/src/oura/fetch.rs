@@ -1,11 +1,15 @@
 //! Oura notifications (vendors.md §1.3) turned into document fetches
 //! (`/v2/usercollection/{type}/{id}`) or deletions.
 
-use serde_json::Value;
+use std::collections::HashSet;
 
-use super::normalize::normalize_document;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::normalize::{day_window, normalize_document};
 use crate::fetch::{
-    Api, BoxFuture, Delete, Job, Notify, Prepared, Resolved, Stop, checked_id, notification_object,
+    Api, BoxFuture, Delete, Job, Notify, ParkReason, Prepared, Resolved, Stop, checked_id, extend,
+    notification_object,
 };
 use crate::normalize::NormalizeError;
 
@@ -48,6 +52,11 @@ fn job(v: &Value) -> Result<Option<Box<dyn Job>>, NormalizeError> {
         "object_id",
     )?;
     let event_type = field("event_type").ok_or_else(|| shape("oura without event_type"))?;
+    if data_type == "heartrate" {
+        // Not a webhook type in Oura's API; should one come, the collection is already
+        // read with every `daily_activity` (see `Fetch::run`).
+        return Ok(None);
+    }
     if !FETCHED.contains(&data_type) {
         // Known types without metrics normalize to nothing whatever the document; unknown
         // ones are an error. Asking the normalizer keeps one list of known types.
@@ -98,9 +107,78 @@ impl Job for Fetch {
         Box::pin(async move {
             let doc = api.get(&self.path()).await?;
             out.normalized = normalize_document(user_id, &self.data_type, &doc)?;
+            if self.data_type == "daily_activity" {
+                // The heart-rate collection has no webhook: it is read for the local day
+                // each `daily_activity` version covers, so a day's readings are refreshed
+                // whenever Oura updates that day (and replaced as one set).
+                let (day, start, end) = day_window(&doc)?;
+                let collected = heart_rate_day(api, &day, start, end).await?;
+                extend(
+                    &mut out.normalized,
+                    normalize_document(user_id, "heartrate", &collected)?,
+                );
+            }
             Ok(())
         })
     }
+}
+
+/// Most pages of one day's heart-rate collection read. A day at Oura's 5-minute daytime
+/// sampling is ~300 items; this only stops a vendor whose `next_token` never ends.
+pub const MAX_HEARTRATE_PAGES: usize = 100;
+
+/// Every page of `GET /v2/usercollection/heartrate` for `[start, end)`, assembled as the
+/// document `normalize_document(_, "heartrate", _)` reads. A collection that does not end
+/// (a repeated `next_token`, more than [`MAX_HEARTRATE_PAGES`]) closes the notification as
+/// rejected with what was resolved before it; a partial day is never written, because it
+/// would replace the complete set of an earlier fetch.
+async fn heart_rate_day(
+    api: &mut dyn Api,
+    day: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Value, Stop> {
+    let at = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let (from, to) = (at(start), at(end));
+    let mut items = Vec::new();
+    let mut token: Option<String> = None;
+    let mut seen = HashSet::new();
+    let broken = |detail: String| Stop::Park(ParkReason::Rejected, None, detail);
+    for _ in 0..MAX_HEARTRATE_PAGES {
+        let path = {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            query
+                .append_pair("start_datetime", &from)
+                .append_pair("end_datetime", &to);
+            if let Some(t) = &token {
+                query.append_pair("next_token", t);
+            }
+            format!("/v2/usercollection/heartrate?{}", query.finish())
+        };
+        let page = api.get(&path).await?;
+        match page.get("data") {
+            Some(Value::Array(data)) => items.extend(data.iter().cloned()),
+            None | Some(Value::Null) => {}
+            Some(_) => return Err(broken("oura heartrate page: `data` is not a list".into())),
+        }
+        match page.get("next_token").and_then(Value::as_str) {
+            Some(t) if !t.is_empty() => {
+                if !seen.insert(t.to_owned()) {
+                    return Err(broken(format!(
+                        "oura heartrate {day}: next_token repeats"
+                    )));
+                }
+                token = Some(t.to_owned());
+            }
+            _ => {
+                return Ok(json!({"day": day, "start_datetime": from, "end_datetime": to,
+                    "data": items}));
+            }
+        }
+    }
+    Err(broken(format!(
+        "oura heartrate {day}: more than {MAX_HEARTRATE_PAGES} pages"
+    )))
 }
 
 /// The Oura REST path segment for a webhook data type (the one documented casing quirk).
@@ -148,6 +226,128 @@ mod tests {
         assert_eq!(resolved.normalized.tombstones.len(), 1);
         assert_eq!(resolved.normalized.tombstones[0].source_record_id, "a1");
         assert_eq!(resolved.normalized.tombstones[0].user_id, "alice");
+    }
+
+    fn activity_doc() -> Value {
+        serde_json::json!({"id": "d-act-1", "day": "2025-01-01",
+            "timestamp": "2025-01-01T04:00:00.000-05:00", "steps": 100})
+    }
+
+    const HR_PATH: &str = "/v2/usercollection/heartrate?start_datetime=2025-01-01T05%3A00%3A00Z&end_datetime=2025-01-02T05%3A00%3A00Z";
+
+    /// A daily_activity notification also reads the day's heart-rate collection, every
+    /// page of it, through the account's API (a path, never a host); the rows are keyed
+    /// by the day.
+    #[test]
+    fn daily_activity_reads_the_days_heart_rate_collection_page_by_page() {
+        let n = prepare(
+            r#"{"event_type":"update","data_type":"daily_activity","object_id":"d-act-1","user_id":"u"}"#,
+        )
+        .unwrap();
+        let page2 = format!("{HR_PATH}&next_token=abc%2B%2F%3D%26x");
+        let mut api = Recorded::default()
+            .on("/v2/usercollection/daily_activity/d-act-1", activity_doc())
+            .on(
+                HR_PATH,
+                serde_json::json!({"data": [
+                    {"bpm": 61, "source": "awake", "timestamp": "2025-01-01T05:00:00+00:00"},
+                    {"bpm": 64, "source": "awake", "timestamp": "2025-01-01T05:05:00+00:00"}],
+                    "next_token": "abc+/=&x"}),
+            )
+            .on(
+                &page2,
+                serde_json::json!({"data": [
+                    {"bpm": 88, "source": "workout", "timestamp": "2025-01-01T12:00:00.000+01:00"},
+                    {"bpm": 70, "source": "rest", "timestamp": "2025-01-02T05:00:00+00:00"}],
+                    "next_token": null}),
+            );
+        let (resolved, result) = run(n.job.expect("a job"), &mut api, "alice");
+        result.expect("resolved");
+        assert_eq!(
+            api.paths,
+            ["/v2/usercollection/daily_activity/d-act-1", HR_PATH, page2.as_str()]
+        );
+        let hr: Vec<(String, f64)> = resolved
+            .normalized
+            .readings
+            .iter()
+            .filter(|r| r.metric == bridge_core::model::Metric::HeartRate)
+            .map(|r| (r.start_time.to_rfc3339(), r.value))
+            .collect();
+        // The item at the next local day's first instant belongs to the next day.
+        assert_eq!(
+            hr,
+            [
+                ("2025-01-01T05:00:00+00:00".to_owned(), 61.0),
+                ("2025-01-01T05:05:00+00:00".to_owned(), 64.0),
+                ("2025-01-01T11:00:00+00:00".to_owned(), 88.0),
+            ]
+        );
+        let steps = resolved.normalized.readings.iter().find(|r| r.metric.as_str() == "step_count");
+        assert_eq!(steps.map(|r| r.source_record_id.as_str()), Some("d-act-1"));
+        assert!(
+            resolved
+                .normalized
+                .readings
+                .iter()
+                .filter(|r| r.metric == bridge_core::model::Metric::HeartRate)
+                .all(|r| r.source_record_id == "heartrate:2025-01-01" && r.source.is_none())
+        );
+    }
+
+    #[test]
+    fn a_heart_rate_collection_that_never_ends_keeps_the_document_and_closes_it() {
+        let n = prepare(
+            r#"{"event_type":"update","data_type":"daily_activity","object_id":"d-act-1","user_id":"u"}"#,
+        )
+        .unwrap();
+        let looping = serde_json::json!({"data": [
+            {"bpm": 61, "source": "awake", "timestamp": "2025-01-01T05:00:00+00:00"}],
+            "next_token": "again"});
+        let mut api = Recorded::default()
+            .on("/v2/usercollection/daily_activity/d-act-1", activity_doc())
+            .on(HR_PATH, looping.clone())
+            .on(&format!("{HR_PATH}&next_token=again"), looping);
+        let (resolved, result) = run(n.job.expect("a job"), &mut api, "alice");
+        let Err(Stop::Park(reason, _, detail)) = result else {
+            panic!("{result:?}");
+        };
+        assert_eq!(reason, ParkReason::Rejected);
+        assert!(detail.contains("next_token repeats"), "{detail}");
+        assert_eq!(api.paths.len(), 3);
+        let metrics: Vec<&str> = resolved.normalized.readings.iter().map(|r| r.metric.as_str()).collect();
+        assert_eq!(metrics, ["step_count"], "the document's rows, no partial day");
+    }
+
+    /// A collection page that fails stops the job with that failure (the engine parks or
+    /// closes it) after the document's rows: no heart rate is written for the day, so an
+    /// earlier fetch's set stays as it was.
+    #[test]
+    fn a_failed_heart_rate_page_keeps_the_document_and_writes_no_day() {
+        let n = prepare(
+            r#"{"event_type":"update","data_type":"daily_activity","object_id":"d-act-1","user_id":"u"}"#,
+        )
+        .unwrap();
+        let mut api =
+            Recorded::default().on("/v2/usercollection/daily_activity/d-act-1", activity_doc());
+        let (resolved, result) = run(n.job.expect("a job"), &mut api, "alice");
+        assert!(matches!(result, Err(Stop::NotFound(ref p)) if p == HR_PATH), "{result:?}");
+        let metrics: Vec<&str> = resolved
+            .normalized
+            .readings
+            .iter()
+            .map(|r| r.metric.as_str())
+            .collect();
+        assert_eq!(metrics, ["step_count"]);
+    }
+
+    #[test]
+    fn heartrate_notifications_fetch_nothing() {
+        let n = prepare(
+            r#"{"event_type":"create","data_type":"heartrate","object_id":"a1","user_id":"u"}"#,
+        )
+        .unwrap();
+        assert!(n.job.is_none());
     }
 
     #[test]

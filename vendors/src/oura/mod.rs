@@ -12,6 +12,8 @@ pub use edge::EdgeArgs;
 #[cfg(feature = "processor")]
 pub mod fetch;
 #[cfg(feature = "processor")]
+pub mod activities;
+#[cfg(feature = "processor")]
 pub mod normalize;
 #[cfg(feature = "processor")]
 mod processor;

@@ -12,6 +12,7 @@ use crate::normalize::NormalizeError;
 const VENDOR: &str = "whoop";
 
 /// A WHOOP id: v2 sleeps and workouts are UUIDs, cycles (and v1 everything) integers.
+/// Only a cycle id may be an integer here (v1 sleep and workout ids are refused).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum WhoopId {
     /// An integer id (a cycle id for `recovery.*`).
@@ -81,6 +82,17 @@ fn job(v: &Value) -> Result<Box<dyn Job>, NormalizeError> {
             source_record_ids: ids,
         })
     };
+    // A v1-model webhook (WHOOP's legacy setting) names sleeps and workouts by their
+    // integer v1 id. The v2 API only takes the UUID, the v1 API is retired, and v2
+    // documents carried the old id (`v1_id`) only until 09/01/2025, so no request can
+    // find the document, and a delete keyed by the integer would match no row (rows are
+    // keyed by the UUID). Refused loudly, never fetched into a 404 and closed as
+    // not_found. Cycles kept their integer ids in v2, so `recovery.*` with an integer
+    // (the cycle id, as v1 documented) is still resolved.
+    let keyed_by_uuid = kind.starts_with("sleep.") || kind.starts_with("workout.");
+    if let (true, WhoopId::Int(n)) = (keyed_by_uuid, &id) {
+        return Err(v1_webhook(kind, *n));
+    }
     Ok(match kind {
         "sleep.updated" => Box::new(Action::Sleep(id)),
         "workout.updated" => Box::new(Action::Workout(id)),
@@ -98,6 +110,19 @@ fn job(v: &Value) -> Result<Box<dyn Job>, NormalizeError> {
             });
         }
     })
+}
+
+/// The dead-letter for a v1-model webhook: its own `kind`, so the DLQ record and the
+/// processor's log say what happened and what the operator must change.
+fn v1_webhook(kind: &str, id: i64) -> NormalizeError {
+    NormalizeError::UnsupportedType {
+        vendor: VENDOR,
+        kind: format!(
+            "v1 webhook {} with integer id {id}: the v2 API needs the UUID; set the app's \
+             webhook model version to v2 in the WHOOP developer dashboard",
+            kind.chars().take(32).collect::<String>()
+        ),
+    }
 }
 
 /// A note when a document is not scored yet (fetched again) or never will be.
@@ -266,6 +291,41 @@ mod tests {
                 .unwrap_err()
                 .reason(),
             "unsupported_type"
+        );
+    }
+
+    /// A v1-model webhook's integer sleep or workout id used to be fetched from the v2
+    /// path, answered 404 and closed as not_found: silently nothing. It is refused before
+    /// any request, with a reason and a detail the operator can act on.
+    #[test]
+    fn v1_sleep_and_workout_ids_are_dead_lettered_not_fetched() {
+        for kind in [
+            "sleep.updated",
+            "workout.updated",
+            "sleep.deleted",
+            "workout.deleted",
+        ] {
+            for id in [json!(10235), json!("10235")] {
+                let body = json!({"user_id": 10129, "id": id, "type": kind, "trace_id": "t"});
+                let e = WhoopNotify
+                    .prepare(body.to_string().as_bytes())
+                    .expect_err(kind);
+                assert_eq!(e.reason(), "unsupported_type", "{kind}");
+                let msg = e.to_string();
+                assert!(msg.contains("v1 webhook") && msg.contains("10235"), "{msg}");
+                assert!(msg.contains("model version to v2"), "{msg}");
+            }
+        }
+        // A v2 UUID of the same events still fetches; a cycle id still resolves.
+        let (p, _) = paths(
+            r#"{"user_id":1,"id":"7bfc6a15-4661-442f-a9a4-f160dd7a0001","type":"workout.updated"}"#,
+            Recorded::answering(json!({"score_state": "PENDING_SCORE"})),
+        );
+        assert_eq!(p, ["/v2/activity/workout/7bfc6a15-4661-442f-a9a4-f160dd7a0001"]);
+        assert!(
+            WhoopNotify
+                .prepare(br#"{"user_id":1,"id":93845,"type":"recovery.updated"}"#)
+                .is_ok()
         );
     }
 

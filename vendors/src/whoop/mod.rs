@@ -14,6 +14,8 @@ pub mod fetch;
 #[cfg(feature = "processor")]
 pub mod normalize;
 #[cfg(feature = "processor")]
+pub mod sports;
+#[cfg(feature = "processor")]
 mod processor;
 
 /// Notifications carry no data: the envelope goes to the fetch job instead.

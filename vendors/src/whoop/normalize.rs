@@ -7,11 +7,12 @@
 use serde_json::Value;
 
 use crate::normalize::units::kj_to_kcal;
+use super::sports;
 use crate::normalize::{
-    NormalizeError, Record, id_string, interval, num, required_rfc3339, seconds_between, shape,
-    text,
+    NormalizeError, Record, clip, get, id_string, interval, num, required_rfc3339,
+    seconds_between, shape, text,
 };
-use bridge_core::model::{Metric, Normalized, Reading};
+use bridge_core::model::{Activity, Metric, Normalized, Reading};
 
 /// Vendor route name.
 const VENDOR: &str = "whoop";
@@ -64,19 +65,30 @@ pub fn score_state(doc: &Value) -> ScoreState {
 ///   `recovery_score`, `resting_heart_rate`, `hrv_rmssd_milli` → `hrv_rmssd` (ms, despite
 ///   the name), `spo2_percentage` → `oxygen_saturation`, `skin_temp_celsius` →
 ///   `skin_temperature` (absolute °C, not a deviation).
-/// - Sleep: interval `start..end`, `source_record_id` = sleep id. `stage_summary` ms ÷ 1000:
-///   light → `sleep_light`, slow wave → `sleep_deep`, REM → `sleep_rem`, awake →
-///   `sleep_awake`, in bed → `time_in_bed`, and `sleep_total` = light + deep + REM (only
-///   when all three are present). `respiratory_rate`, `sleep_efficiency_percentage` →
-///   `sleep_efficiency`, `sleep_performance_percentage` → `sleep_score`. Naps are their own
-///   sleep with their own id and interval; the `nap` flag changes nothing else.
+/// - Sleep: a session (`activity` = `sleep` on every reading), interval `start..end`,
+///   `source_record_id` = sleep id; `sleep_session` = the interval's length. `stage_summary`
+///   ms ÷ 1000: light → `sleep_light`, slow wave → `sleep_deep`, REM → `sleep_rem`, awake →
+///   `sleep_awake`, no data → `sleep_no_data`, in bed → `time_in_bed`, and `sleep_total` =
+///   light + deep + REM (only when all three are present); `disturbance_count` →
+///   `sleep_disturbances`, `sleep_cycle_count` → `sleep_cycles`. `respiratory_rate`,
+///   `sleep_efficiency_percentage` → `sleep_efficiency`, `sleep_performance_percentage` →
+///   `sleep_score`, `sleep_consistency_percentage` → `sleep_consistency`, and
+///   `sleep_needed` (the sum of its four terms, see `sleep_need`) → `sleep_need`. WHOOP
+///   gives no hypnogram, so there are no `sleep_stage` readings. Naps are their own sleep
+///   with their own id and interval; the `nap` flag changes nothing else.
 /// - Cycle: interval `start..end`, `source_record_id` = cycle id. `strain`, `kilojoule` ÷
-///   4.184 → `total_energy`, `average_heart_rate` → `heart_rate`. A cycle without `end`
-///   is still running: nothing is emitted, because its strain keeps growing and an interval
-///   ending "now" would need a clock and give a row the final one could never replace.
-/// - Workout: interval `start..end`, `source_record_id` = workout id. `strain`, `kilojoule`
-///   ÷ 4.184 → `active_energy`, `distance_meter` → `distance`, `average_heart_rate` →
-///   `heart_rate`, the interval's length → `workout_duration`.
+///   4.184 → `total_energy`, `average_heart_rate` → `heart_rate`, `max_heart_rate` →
+///   `heart_rate_max`. A cycle without `end` is still running: nothing is emitted, because
+///   its strain keeps growing and an interval ending "now" would need a clock and give a
+///   row the final one could never replace.
+/// - Workout: a session, interval `start..end`, `source_record_id` = workout id, `activity`
+///   from `sport_name` (v2) or `sport_id` (v1) through the table in [`sports`] (unknown →
+///   `other` and `activity:<sport_name>` in `unmapped`). The interval's length →
+///   `workout_duration`; `strain`, `kilojoule` ÷ 4.184 → `active_energy`, `distance_meter`
+///   → `distance`, `altitude_gain_meter` → `elevation_gain`, `average_heart_rate` →
+///   `heart_rate`, `max_heart_rate` → `heart_rate_max`, `zone_durations.zone_*_milli` ÷
+///   1000 → `heart_rate_zone_0` … `heart_rate_zone_5` (a zone's 0 ms is a measured 0 s).
+///   `altitude_change_meter` (net change) and `percent_recorded` have no metric.
 pub fn normalize_document(
     user_id: &str,
     kind: WhoopDocKind,
@@ -93,17 +105,14 @@ pub fn normalize_document(
     if score_state(doc) != ScoreState::Scored {
         return Ok(Normalized::default());
     }
-    let mut readings = Vec::new();
+    let mut out = Normalized::default();
     match kind {
-        WhoopDocKind::Recovery => recovery(user_id, doc, &mut readings)?,
-        WhoopDocKind::Sleep => sleep(user_id, doc, &mut readings)?,
-        WhoopDocKind::Cycle => cycle(user_id, doc, &mut readings)?,
-        WhoopDocKind::Workout => workout(user_id, doc, &mut readings)?,
+        WhoopDocKind::Recovery => recovery(user_id, doc, &mut out.readings)?,
+        WhoopDocKind::Sleep => sleep(user_id, doc, &mut out.readings)?,
+        WhoopDocKind::Cycle => cycle(user_id, doc, &mut out.readings)?,
+        WhoopDocKind::Workout => workout(user_id, doc, &mut out.readings, &mut out.unmapped)?,
     }
-    Ok(Normalized {
-        readings,
-        ..Normalized::default()
-    })
+    Ok(out)
 }
 
 fn record(user_id: &str, source_record_id: String) -> Record {
@@ -143,10 +152,13 @@ fn recovery(user_id: &str, doc: &Value, out: &mut Vec<Reading>) -> Result<(), No
 }
 
 fn sleep(user_id: &str, doc: &Value, out: &mut Vec<Reading>) -> Result<(), NormalizeError> {
-    let rec = record(user_id, doc_id(doc, "sleep")?);
+    let mut rec = record(user_id, doc_id(doc, "sleep")?);
+    rec.activity = Some(Activity::Sleep);
     let (start, _) = required_rfc3339(doc, &["start"], "start")?;
     let (end, _) = required_rfc3339(doc, &["end"], "end")?;
     let (start, end) = interval(start, end)?;
+    let session = Some(seconds_between(start, end));
+    rec.push(out, Metric::SleepSession, session, start, end);
     let stage = |k: &str| num(doc, &["score", "stage_summary", k]).map(|ms| ms / 1000.0);
     let (light, deep, rem) = (
         stage("total_light_sleep_time_milli"),
@@ -172,7 +184,30 @@ fn sleep(user_id: &str, doc: &Value, out: &mut Vec<Reading>) -> Result<(), Norma
         s("sleep_efficiency_percentage"),
     );
     push(out, Metric::SleepScore, s("sleep_performance_percentage"));
+    push(
+        out,
+        Metric::SleepConsistency,
+        s("sleep_consistency_percentage"),
+    );
+    push(out, Metric::SleepNoData, stage("total_no_data_time_milli"));
+    let count = |k: &str| num(doc, &["score", "stage_summary", k]);
+    push(out, Metric::SleepDisturbances, count("disturbance_count"));
+    push(out, Metric::SleepCycles, count("sleep_cycle_count"));
+    push(out, Metric::SleepNeed, sleep_need(doc));
     Ok(())
+}
+
+/// WHOOP's sleep need for the night: `baseline + debt + recent strain + recent nap` (the
+/// nap term is negative: a nap lowers the need), in seconds; the total the WHOOP app
+/// shows as "Sleep Needed". Any term missing → no reading: a partial sum would be a
+/// number WHOOP never stated.
+fn sleep_need(doc: &Value) -> Option<f64> {
+    let term = |k: &str| num(doc, &["score", "sleep_needed", k]);
+    let total = term("baseline_milli")?
+        + term("need_from_sleep_debt_milli")?
+        + term("need_from_recent_strain_milli")?
+        + term("need_from_recent_nap_milli")?;
+    Some(total / 1000.0)
 }
 
 fn cycle(user_id: &str, doc: &Value, out: &mut Vec<Reading>) -> Result<(), NormalizeError> {
@@ -193,11 +228,36 @@ fn cycle(user_id: &str, doc: &Value, out: &mut Vec<Reading>) -> Result<(), Norma
         end,
     );
     rec.push(out, Metric::HeartRate, s("average_heart_rate"), start, end);
+    rec.push(out, Metric::HeartRateMax, s("max_heart_rate"), start, end);
     Ok(())
 }
 
-fn workout(user_id: &str, doc: &Value, out: &mut Vec<Reading>) -> Result<(), NormalizeError> {
-    let rec = record(user_id, doc_id(doc, "workout")?);
+/// The workout's activity: `sport_name` (v2), else the deprecated `sport_id` (v1), else
+/// `other`. An unknown sport is `other` plus its name in `unmapped`.
+fn sport(doc: &Value, unmapped: &mut Vec<String>) -> Activity {
+    if let Some(name) = text(doc, &["sport_name"]) {
+        return sports::by_name(name).unwrap_or_else(|| {
+            unmapped.push(format!("activity:{}", clip(name.trim())));
+            Activity::Other
+        });
+    }
+    match get(doc, &["sport_id"]).and_then(Value::as_i64) {
+        Some(id) => sports::by_id(id).unwrap_or_else(|| {
+            unmapped.push(format!("activity:sport_id:{id}"));
+            Activity::Other
+        }),
+        None => Activity::Other,
+    }
+}
+
+fn workout(
+    user_id: &str,
+    doc: &Value,
+    out: &mut Vec<Reading>,
+    unmapped: &mut Vec<String>,
+) -> Result<(), NormalizeError> {
+    let mut rec = record(user_id, doc_id(doc, "workout")?);
+    rec.activity = Some(sport(doc, unmapped));
     let (start, _) = required_rfc3339(doc, &["start"], "start")?;
     let (end, _) = required_rfc3339(doc, &["end"], "end")?;
     let (start, end) = interval(start, end)?;
@@ -214,6 +274,29 @@ fn workout(user_id: &str, doc: &Value, out: &mut Vec<Reading>) -> Result<(), Nor
     );
     rec.push(out, Metric::Distance, s("distance_meter"), start, end);
     rec.push(out, Metric::HeartRate, s("average_heart_rate"), start, end);
+    rec.push(out, Metric::HeartRateMax, s("max_heart_rate"), start, end);
+    rec.push(
+        out,
+        Metric::ElevationGain,
+        s("altitude_gain_meter"),
+        start,
+        end,
+    );
+    // WHOOP's zones are by default bands of % of maximum heart rate (zone 1 = 50–60 %,
+    // …, zone 5 = 90–100 %, zone 0 below 50 %), the catalog's definition [C: WHOOP's app
+    // and support text; the API does not say, and a user can switch the app to
+    // heart-rate-reserve zones, which the document does not reveal].
+    for (key, metric) in [
+        ("zone_zero_milli", Metric::HeartRateZone0),
+        ("zone_one_milli", Metric::HeartRateZone1),
+        ("zone_two_milli", Metric::HeartRateZone2),
+        ("zone_three_milli", Metric::HeartRateZone3),
+        ("zone_four_milli", Metric::HeartRateZone4),
+        ("zone_five_milli", Metric::HeartRateZone5),
+    ] {
+        let ms = num(doc, &["score", "zone_durations", key]);
+        rec.push(out, metric, ms.map(|ms| ms / 1000.0), start, end);
+    }
     Ok(())
 }
 
@@ -232,6 +315,18 @@ mod tests {
         assert_eq!(state(json!("scored")), ScoreState::Missing);
         assert_eq!(state(json!(null)), ScoreState::Missing);
         assert_eq!(score_state(&json!({})), ScoreState::Missing);
+    }
+
+    #[test]
+    fn sleep_need_is_the_whole_sum_or_nothing() {
+        let need = |terms: Value| sleep_need(&json!({ "score": { "sleep_needed": terms } }));
+        let all = json!({"baseline_milli": 28_800_000, "need_from_sleep_debt_milli": 600_000,
+            "need_from_recent_strain_milli": 300_000, "need_from_recent_nap_milli": -900_000});
+        assert_eq!(need(all.clone()), Some(28_800.0));
+        let mut partial = all;
+        partial["need_from_recent_nap_milli"] = Value::Null;
+        assert_eq!(need(partial), None, "a missing term is not a zero term");
+        assert_eq!(sleep_need(&json!({ "score": {} })), None);
     }
 
     #[test]
