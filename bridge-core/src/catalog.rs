@@ -233,13 +233,13 @@ catalog! {
     SleepRem => "sleep_rem", "s", "s", Interval, 0.0, H48, None;
     /// Awake time within the sleep period.
     SleepAwake => "sleep_awake", "s", "s", Interval, 0.0, H48, None;
-    /// Time within the sleep period the device recorded nothing (WHOOP no-data time).
+    /// Time within the sleep period the device recorded nothing.
     SleepNoData => "sleep_no_data", "s", "s", Interval, 0.0, H48, None;
     /// Time from going to bed to falling asleep.
     SleepLatency => "sleep_latency", "s", "s", Interval, 0.0, 12.0 * H, None;
     /// Time in bed.
     TimeInBed => "time_in_bed", "s", "s", Interval, 0.0, H48, None;
-    /// Sleep the vendor estimates the user needed (WHOOP sleep need), as seconds.
+    /// Sleep the vendor estimates the user needed, as seconds.
     SleepNeed => "sleep_need", "s", "s", Instant, 0.0, H48, None;
     /// Sleep efficiency, percent 0–100.
     SleepEfficiency => "sleep_efficiency", "%", "%", Instant, 0.0, 100.0, None;
@@ -267,17 +267,17 @@ catalog! {
     Vo2Max => "vo2_max", "mL/kg/min", "mL/kg/min", Instant, 5.0, 100.0, None;
     /// One workout as a session: value = its duration in seconds, `activity` = its sport.
     WorkoutDuration => "workout_duration", "s", "s", Session, 0.0, 7.0 * 24.0 * H, Some("55411-3");
-    /// Vendor readiness score (Oura, Terra).
+    /// Vendor readiness score.
     ReadinessScore => "readiness_score", "score", "{score}", Score, 0.0, 100.0, None;
-    /// Vendor recovery score (WHOOP, Terra).
+    /// Vendor recovery score.
     RecoveryScore => "recovery_score", "score", "{score}", Score, 0.0, 100.0, None;
     /// Vendor sleep score.
     SleepScore => "sleep_score", "score", "{score}", Score, 0.0, 100.0, None;
-    /// Vendor sleep consistency score (WHOOP), 0–100.
+    /// Vendor sleep consistency score, 0–100.
     SleepConsistency => "sleep_consistency", "score", "{score}", Score, 0.0, 100.0, None;
-    /// Vendor activity score (Oura, Terra).
+    /// Vendor activity score.
     ActivityScore => "activity_score", "score", "{score}", Score, 0.0, 100.0, None;
-    /// Vendor strain (WHOOP 0–21; Terra passes other vendors' scales through).
+    /// Vendor strain or load score, on the vendor's scale (WHOOP's is 0–21).
     Strain => "strain", "score", "{score}", Score, 0.0, 100.0, None;
 }
 
