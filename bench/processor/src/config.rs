@@ -24,6 +24,16 @@ pub struct Config {
     #[arg(long, env = "BENCH_ROUNDS", default_value_t = 3)]
     pub rounds: usize,
 
+    /// Per-minute dailies pre-filled per time-series round (1,440 heart-rate samples
+    /// each, plus the summaries): 200 are ≈ 290,000 rows, about as long a round as the
+    /// summary round's.
+    #[arg(long, env = "BENCH_SERIES_MESSAGES", default_value_t = 200)]
+    pub series_messages: usize,
+
+    /// Time-series rounds, after the summary rounds; 0 skips them.
+    #[arg(long, env = "BENCH_SERIES_ROUNDS", default_value_t = 3)]
+    pub series_rounds: usize,
+
     /// Distinct users the pre-filled envelopes spread over (`user.reference_id`); each
     /// user gets consecutive days, so every envelope's rows are distinct.
     #[arg(long, env = "BENCH_USERS", default_value_t = 500)]
@@ -119,6 +129,10 @@ impl Config {
         );
         anyhow::ensure!(self.messages > 0, "BENCH_MESSAGES: must be at least 1");
         anyhow::ensure!(self.rounds > 0, "BENCH_ROUNDS: must be at least 1");
+        anyhow::ensure!(
+            self.series_messages > 0,
+            "BENCH_SERIES_MESSAGES: must be at least 1"
+        );
         anyhow::ensure!(self.users > 0, "BENCH_USERS: must be at least 1");
         anyhow::ensure!(self.partitions > 0, "BENCH_PARTITIONS: must be at least 1");
         anyhow::ensure!(self.rate > 0, "BENCH_RATE: must be at least 1");

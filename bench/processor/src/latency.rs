@@ -344,7 +344,7 @@ fn signed_ms(a: Instant, b: Instant) -> f64 {
 
 /// A signed `daily` webhook for `user`; `i` marks the body so every body is unique.
 fn prepare(user: &User, i: usize, now: DateTime<Utc>) -> Prepared {
-    let body = terra::daily_body(user, 0, &format!("lat-{i}"));
+    let body = terra::daily_body(user, 0, &format!("lat-{i}"), terra::Shape::Summary);
     let headers = terra::headers(&body, now.timestamp(), now.timestamp_millis());
     Prepared {
         signature: headers["terra-signature"].clone(),

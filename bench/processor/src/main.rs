@@ -23,6 +23,8 @@ use clap::Parser;
 use processor::sink::postgres::PgSink;
 
 use crate::config::Config;
+use crate::terra::Shape;
+use crate::throughput::Workload;
 
 /// What every phase shares.
 pub struct Ctx {
@@ -127,27 +129,55 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     };
 
     let mut rounds = Vec::new();
+    let mut series = Vec::new();
     if !ctx.cfg.skip_throughput {
-        for r in 1..=ctx.cfg.rounds {
-            eprintln!("bench: throughput round {r}/{}", ctx.cfg.rounds);
-            let round = throughput::round(&ctx, r).await?;
-            eprintln!(
-                "bench:   processor {:.0} readings/s ({:.0} records/s, {:.2} s{}), COPY {:.0} readings/s",
-                round.readings_per_sec(),
-                round.records_per_sec(),
-                round.ready_to_done.as_secs_f64(),
-                if round.complete { "" } else { ", INCOMPLETE" },
-                round.copy_readings_per_sec(),
-            );
-            rounds.push(round);
+        let summary = Workload {
+            shape: Shape::Summary,
+            messages: ctx.cfg.messages,
+        };
+        let per_minute = Workload {
+            shape: Shape::Series,
+            messages: ctx.cfg.series_messages,
+        };
+        for (work, count, out) in [
+            (summary, ctx.cfg.rounds, &mut rounds),
+            (per_minute, ctx.cfg.series_rounds, &mut series),
+        ] {
+            for r in 1..=count {
+                eprintln!("bench: {:?} throughput round {r}/{count}", work.shape);
+                let round = throughput::round(&ctx, work, r).await?;
+                eprintln!(
+                    "bench:   processor {:.0} readings/s ({:.0} records/s, {:.2} s{}), COPY {:.0} readings/s",
+                    round.readings_per_sec(),
+                    round.records_per_sec(),
+                    round.ready_to_done.as_secs_f64(),
+                    if round.complete { "" } else { ", INCOMPLETE" },
+                    round.copy_readings_per_sec(),
+                );
+                out.push(round);
+            }
         }
     }
-    let stages = if ctx.cfg.skip_throughput || ctx.cfg.stage_batches == 0 {
-        None
-    } else {
-        eprintln!("bench: stage profile, {} batches", ctx.cfg.stage_batches);
-        Some(stages::run(&ctx, ctx.cfg.stage_batches).await?)
-    };
+    let mut profiles = Vec::new();
+    if !ctx.cfg.skip_throughput && ctx.cfg.stage_batches > 0 {
+        // Batches as large as the rounds' (per-minute dailies are cut by fetch sizes and
+        // the batch wait, not by a record count).
+        let mean_batch = |rounds: &[throughput::Round]| {
+            let m = report::median(rounds.iter().filter_map(|r| r.batch_records.mean()));
+            m.is_finite().then(|| m.round() as usize)
+        };
+        let mut shapes = vec![(Shape::Summary, mean_batch(&rounds))];
+        if ctx.cfg.series_rounds > 0 {
+            shapes.push((Shape::Series, mean_batch(&series)));
+        }
+        for (shape, records) in shapes {
+            eprintln!(
+                "bench: {shape:?} stage profile, {} batches",
+                ctx.cfg.stage_batches
+            );
+            profiles.push(stages::run(&ctx, shape, ctx.cfg.stage_batches, records).await?);
+        }
+    }
     let latency = if ctx.cfg.skip_latency {
         None
     } else {
@@ -165,7 +195,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         &date,
         background,
         &rounds,
-        stages.as_ref(),
+        &series,
+        &profiles,
         latency.as_ref(),
     );
     println!("\n{section}");

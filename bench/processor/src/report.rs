@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use crate::config::Config;
 use crate::latency::Latency;
 use crate::stages::{STAGES, Stages};
+use crate::terra::Shape;
 use crate::throughput::Round;
 
 /// Readings per second one processor replica should sustain (issue 9, with the changelog on).
@@ -78,19 +79,23 @@ pub fn section(
     date: &str,
     background: f64,
     rounds: &[Round],
-    stages: Option<&Stages>,
+    series: &[Round],
+    profiles: &[Stages],
     latency: Option<&Latency>,
 ) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{SECTION}\n");
     let _ = writeln!(
         s,
-        "Command: `{}` (`BENCH_MESSAGES={} BENCH_ROUNDS={} BENCH_USERS={} BENCH_RATE={} \
-         BENCH_LATENCY_DURATION={}`; every setting is an environment variable, see \
-         `bench/processor/src/config.rs`). Run {date}.\n",
+        "Command: `{}` (`BENCH_MESSAGES={} BENCH_ROUNDS={} BENCH_SERIES_MESSAGES={} \
+         BENCH_SERIES_ROUNDS={} BENCH_USERS={} BENCH_RATE={} BENCH_LATENCY_DURATION={}`; \
+         every setting is an environment variable, see `bench/processor/src/config.rs`). \
+         Run {date}.\n",
         cfg.command,
         cfg.messages,
         cfg.rounds,
+        cfg.series_messages,
+        cfg.series_rounds,
         cfg.users,
         cfg.rate,
         humantime::format_duration(cfg.latency_duration),
@@ -113,16 +118,24 @@ pub fn section(
     let _ = writeln!(
         s,
         "Targets: ≥ {} readings/s per processor replica and ≥ {:.2} of the same run's COPY \
-         ceiling; end-to-end p99 ≤ {} ms at 1,000 webhooks/s.\n",
+         ceiling; time series (dailies with a heart-rate sample per minute) ≥ {:.2} of their \
+         own COPY ceiling; end-to-end p99 ≤ {} ms at 1,000 webhooks/s.\n",
         int(TARGET_READINGS_PER_SEC),
+        TARGET_COPY_RATIO,
         TARGET_COPY_RATIO,
         TARGET_P99_MS
     );
     if !rounds.is_empty() {
         throughput(&mut s, cfg, rounds);
+        if let Some(st) = profiles.iter().find(|p| p.shape == Shape::Summary) {
+            stage_profile(&mut s, st, rounds);
+        }
     }
-    if let Some(st) = stages {
-        stage_profile(&mut s, st, rounds);
+    if !series.is_empty() {
+        series_throughput(&mut s, cfg, series);
+        if let Some(st) = profiles.iter().find(|p| p.shape == Shape::Series) {
+            stage_profile(&mut s, st, series);
+        }
     }
     if let Some(l) = latency {
         latency_table(&mut s, l);
@@ -135,6 +148,52 @@ fn throughput(s: &mut String, cfg: &Config, rounds: &[Round]) {
         s,
         "### Throughput: one processor replica vs the COPY ceiling\n"
     );
+    let proc_rate = rounds_table(s, rounds);
+    let med = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f));
+    let ratio = med(&|r| r.readings_per_sec() / r.copy_readings_per_sec());
+    let _ = writeln!(
+        s,
+        "Target ≥ {} readings/s: {} ({:.0} % of target). Target ≥ {:.2} of the COPY ceiling: {} \
+         ({:.2}).\n",
+        int(TARGET_READINGS_PER_SEC),
+        verdict(proc_rate >= TARGET_READINGS_PER_SEC),
+        100.0 * proc_rate / TARGET_READINGS_PER_SEC,
+        TARGET_COPY_RATIO,
+        verdict(ratio >= TARGET_COPY_RATIO),
+        ratio,
+    );
+
+    checks_and_time(s, rounds);
+    let _ = writeln!(
+        s,
+        "Method: each round pre-fills a fresh {}-partition raw topic with {} Terra `daily` \
+         envelopes (summary blocks and hourly step samples, no heart-rate samples, ≈2 KiB \
+         bodies, {} users × consecutive days, so every row is new), encoded \
+         through the registry exactly as the edge does; readings are counted with the \
+         processor's own normalizer. One release processor with a fresh group then drains it: \
+         the clock runs from its `/ready` answering 200 (polled every 10 ms; includes the group \
+         join and first fetch) until its `processor_raw_records_total` reaches N (offsets stored \
+         for every record, i.e. lag 0) and all expected rows are in `readings` (polled every \
+         10 ms). \"After 1st batch\" excludes the join and the first batch. The processor also \
+         publishes every reading to Kafka and checks/marks Redis; the COPY ceiling \
+         (`PgSink::copy_readings`, one plain `COPY … FROM STDIN` of the same readings under \
+         `copy-` user ids) does none of that. Both write into the same table, from the same \
+         state: rows of the previous step deleted and `VACUUM (ANALYZE)`d (`readings` and \
+         `reading_documents`). All rows, Redis marks and topics are removed at the end.{}\n",
+        cfg.partitions,
+        int(cfg.messages as f64),
+        cfg.users,
+        if cfg.database.is_empty() {
+            " The table is DATABASE_URL's own (BENCH_DATABASE empty)."
+        } else {
+            " The table is in a database created for the run on the same server (migrations \
+             applied, empty at the start) and dropped at the end."
+        },
+    );
+}
+
+/// The per-round table and its median row; returns the median readings/s.
+fn rounds_table(s: &mut String, rounds: &[Round]) -> f64 {
     let _ = writeln!(
         s,
         "| round | raw records | readings | processor s | readings/s | raw records/s | readings/s after 1st batch | COPY s | COPY readings/s | processor / COPY |"
@@ -179,19 +238,12 @@ fn throughput(s: &mut String, cfg: &Config, rounds: &[Round]) {
         int(copy_rate),
         med(&|r| r.readings_per_sec() / r.copy_readings_per_sec()),
     );
-    let ratio = med(&|r| r.readings_per_sec() / r.copy_readings_per_sec());
-    let _ = writeln!(
-        s,
-        "Target ≥ {} readings/s: {} ({:.0} % of target). Target ≥ {:.2} of the COPY ceiling: {} \
-         ({:.2}).\n",
-        int(TARGET_READINGS_PER_SEC),
-        verdict(proc_rate >= TARGET_READINGS_PER_SEC),
-        100.0 * proc_rate / TARGET_READINGS_PER_SEC,
-        TARGET_COPY_RATIO,
-        verdict(ratio >= TARGET_COPY_RATIO),
-        ratio,
-    );
+    proc_rate
+}
 
+/// The checks line and "where the time goes" of a set of rounds.
+fn checks_and_time(s: &mut String, rounds: &[Round]) {
+    let med = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f));
     let _ = writeln!(
         s,
         "Checks (all rounds): rows found = readings expected: {}; consumer lag after stop: {}; \
@@ -228,30 +280,37 @@ fn throughput(s: &mut String, cfg: &Config, rounds: &[Round]) {
         med(&|r| 100.0 * r.machine_busy),
         med(&|r| r.start_to_ready.as_secs_f64()),
     );
+}
+
+/// The time-series rounds: per-minute dailies, against their own COPY ceiling.
+fn series_throughput(s: &mut String, cfg: &Config, series: &[Round]) {
     let _ = writeln!(
         s,
-        "Method: each round pre-fills a fresh {}-partition raw topic with {} Terra `daily` \
-         envelopes (≈3 KiB bodies, {} users × consecutive days, so every row is new), encoded \
-         through the registry exactly as the edge does; readings are counted with the \
-         processor's own normalizer. One release processor with a fresh group then drains it: \
-         the clock runs from its `/ready` answering 200 (polled every 10 ms; includes the group \
-         join and first fetch) until its `processor_raw_records_total` reaches N (offsets stored \
-         for every record, i.e. lag 0) and all expected rows are in `readings` (polled every \
-         10 ms). \"After 1st batch\" excludes the join and the first batch. The processor also \
-         publishes every reading to Kafka and checks/marks Redis; the COPY ceiling \
-         (`PgSink::copy_readings`, one plain `COPY … FROM STDIN` of the same readings under \
-         `copy-` user ids) does none of that. Both write into the same table, from the same \
-         state: rows of the previous step deleted and `VACUUM (ANALYZE)`d (`readings` and \
-         `reading_documents`). All rows, Redis marks and topics are removed at the end.{}\n",
-        cfg.partitions,
-        int(cfg.messages as f64),
-        cfg.users,
-        if cfg.database.is_empty() {
-            " The table is DATABASE_URL's own (BENCH_DATABASE empty)."
-        } else {
-            " The table is in a database created for the run on the same server (migrations \
-             applied, empty at the start) and dropped at the end."
-        },
+        "### Time series: dailies with a heart-rate sample per minute\n"
+    );
+    rounds_table(s, series);
+    let ratio = median(
+        series
+            .iter()
+            .map(|r| r.readings_per_sec() / r.copy_readings_per_sec()),
+    );
+    let _ = writeln!(
+        s,
+        "Target ≥ {:.2} of the COPY ceiling: {} ({:.2}).\n",
+        TARGET_COPY_RATIO,
+        verdict(ratio >= TARGET_COPY_RATIO),
+        ratio,
+    );
+    checks_and_time(s, series);
+    let _ = writeln!(
+        s,
+        "Method: as above, with {} Terra `daily` envelopes per round that also carry \
+         `heart_rate_data.detailed.hr_samples`, one `{{timestamp, bpm}}` a minute (1,440; \
+         ≈ 85 KiB bodies, one day per user), each sample an instant `heart_rate` reading of \
+         the day's document. Batches stay far below `BATCH_MAX_RECORDS` (the mean is under \
+         \"where the time goes\"; the stage profile uses it). The COPY ceiling loads the \
+         same readings.\n",
+        int(cfg.series_messages as f64),
     );
 }
 
@@ -271,8 +330,9 @@ fn stage_profile(s: &mut String, st: &Stages, rounds: &[Round]) {
     let _ = writeln!(
         s,
         "Stage profile (the processor's own stage functions called in pipeline order by the \
-         benchmark on 1,000-record batches of {} readings, mean of {} after a warm-up batch): \
+         benchmark on {}-record batches of {} readings, mean of {} after a warm-up batch): \
          {}; sum {:.0} ms, against {:.0} ms per batch measured in the processor above.\n",
+        int(st.records as f64),
         int(st.readings as f64),
         st.batches,
         parts.join(", "),

@@ -15,11 +15,15 @@ use processor::sink::Batch;
 
 use crate::Ctx;
 use crate::stack;
-use crate::terra::{self, User};
+use crate::terra::{self, Shape, User};
 
 /// Records per batch: the processor's default `BATCH_MAX_RECORDS`, which the
-/// throughput rounds fill.
+/// summary rounds fill.
 const BATCH: usize = 1000;
+
+/// The processor's default `BATCH_MAX_BYTES`: per-minute dailies fill a batch by bytes
+/// long before 1,000 records.
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
 
 /// The stage names, in pipeline order.
 pub const STAGES: [&str; 6] = [
@@ -32,10 +36,14 @@ pub const STAGES: [&str; 6] = [
 ];
 
 /// Mean time per batch of each stage, in [`STAGES`] order.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Stages {
+    /// What the batches held.
+    pub shape: Shape,
     /// Batches timed (after one untimed warm-up batch).
     pub batches: usize,
+    /// Raw records per batch.
+    pub records: usize,
     /// Readings per batch.
     pub readings: usize,
     /// Mean per stage.
@@ -49,11 +57,22 @@ impl Stages {
     }
 }
 
-/// Times `batches` batches (plus one warm-up) through the stage functions.
-pub async fn run(ctx: &Ctx, batches: usize) -> anyhow::Result<Stages> {
-    let raw = format!("bench.proc.raw.{}.stages", ctx.run_id);
+/// Times `batches` batches (plus one warm-up) of `shape` dailies through the stage
+/// functions, each of `records` records (the processor's mean batch in the rounds), or
+/// when not measured as large as the processor's limits allow.
+pub async fn run(
+    ctx: &Ctx,
+    shape: Shape,
+    batches: usize,
+    records: Option<usize>,
+) -> anyhow::Result<Stages> {
+    let tag = match shape {
+        Shape::Summary => "stages",
+        Shape::Series => "stages-series",
+    };
+    let raw = format!("bench.proc.raw.{}.{tag}", ctx.run_id);
     let readings_topic = format!("{raw}.readings");
-    let prefix = format!("bench-stage-{}-", ctx.run_id);
+    let prefix = format!("bench-{tag}-{}-", ctx.run_id);
     ctx.kafka
         .create(&[
             (&raw, ctx.cfg.partitions),
@@ -61,7 +80,15 @@ pub async fn run(ctx: &Ctx, batches: usize) -> anyhow::Result<Stages> {
         ])
         .await?;
     let mut keys = Vec::new();
-    let result = profile(ctx, &raw, &readings_topic, &prefix, batches, &mut keys).await;
+    let result = profile(
+        ctx,
+        (shape, records),
+        (&raw, &readings_topic),
+        &prefix,
+        batches,
+        &mut keys,
+    )
+    .await;
     if let Err(e) = stack::delete_rows(ctx.sink.pool(), &[&prefix]).await {
         eprintln!("bench: could not delete stage-profile rows: {e}");
     }
@@ -72,8 +99,8 @@ pub async fn run(ctx: &Ctx, batches: usize) -> anyhow::Result<Stages> {
 
 async fn profile(
     ctx: &Ctx,
-    raw: &str,
-    readings_topic: &str,
+    (shape, records): (Shape, Option<usize>),
+    (raw, readings_topic): (&str, &str),
     prefix: &str,
     batches: usize,
     all_keys: &mut Vec<String>,
@@ -106,19 +133,26 @@ async fn profile(
         .map(|u| User::new(format!("{prefix}u{u:04}")))
         .collect();
     let now = Utc::now();
+    let sample = terra::daily_body(&users[0], 0, "0", shape).len();
+    let size = records
+        .unwrap_or_else(|| BATCH.min(BATCH_BYTES / sample.max(1)))
+        .max(1);
     let mut out = Stages {
+        shape,
         batches,
-        ..Stages::default()
+        records: size,
+        readings: 0,
+        mean: [Duration::ZERO; 6],
     };
     let mut totals = [Duration::ZERO; 6];
 
     for b in 0..=batches {
         // Untimed: what the edge and Kafka would have delivered.
-        let mut payloads = Vec::with_capacity(BATCH);
-        for i in 0..BATCH {
-            let n = b * BATCH + i;
+        let mut payloads = Vec::with_capacity(size);
+        for i in 0..size {
+            let n = b * size + i;
             let user = &users[n % users.len()];
-            let body = terra::daily_body(user, (n / users.len()) as u64, &n.to_string());
+            let body = terra::daily_body(user, (n / users.len()) as u64, &n.to_string(), shape);
             let env = terra::envelope(
                 body,
                 now.timestamp(),
@@ -130,7 +164,7 @@ async fn profile(
 
         let mut took = [Duration::ZERO; 6];
         let t = Instant::now();
-        let mut envs: Vec<RawEnvelope> = Vec::with_capacity(BATCH);
+        let mut envs: Vec<RawEnvelope> = Vec::with_capacity(size);
         for p in &payloads {
             let value = ctx.registry.decode(p).await?;
             envs.push(RawEnvelope::from_avro(value)?);

@@ -32,12 +32,35 @@ impl User {
     }
 }
 
-/// A `daily` body for `user` on day `day` (counted from 2025-01-01), ~3 KiB like a
-/// Garmin daily with hourly samples. It normalizes to 10 readings: steps, distance,
-/// total/active/basal energy, average and resting heart rate, RMSSD, VO2 max and the
-/// activity score; the other blocks are there for realistic parsing cost. `marker`
-/// (any string) makes otherwise equal bodies distinct.
-pub fn daily_body(user: &User, day: u64, marker: &str) -> Vec<u8> {
+/// What a benchmark `daily` carries besides its summary blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Summaries only (plus hourly step samples, which are no readings: the day's total
+    /// is there): ~2.3 KiB, the summary round.
+    Summary,
+    /// The summaries and a heart-rate sample per minute (1,440 instants,
+    /// `heart_rate_data.detailed.hr_samples`), ~80 KiB like a Garmin or Fitbit daily
+    /// with per-minute data: the time-series round.
+    Series,
+}
+
+impl Shape {
+    /// Heart-rate samples in a body of this shape.
+    pub fn hr_samples(self) -> u32 {
+        match self {
+            Shape::Summary => 0,
+            Shape::Series => 1440,
+        }
+    }
+}
+
+/// A `daily` body for `user` on day `day` (counted from 2025-01-01), shaped like a
+/// Garmin daily. Its summary blocks normalize to steps, distance, total/active/basal
+/// energy, average and resting heart rate, RMSSD, VO2 max and the activity score (and
+/// whatever else the Terra normalizer maps of them); the other blocks are there for
+/// realistic parsing cost. [`Shape::Series`] adds one heart-rate sample a minute.
+/// `marker` (any string) makes otherwise equal bodies distinct.
+pub fn daily_body(user: &User, day: u64, marker: &str, shape: Shape) -> Vec<u8> {
     let date = NaiveDate::from_ymd_opt(2025, 1, 1)
         .and_then(|d| d.checked_add_days(Days::new(day)))
         .unwrap_or_default();
@@ -52,8 +75,11 @@ pub fn daily_body(user: &User, day: u64, marker: &str) -> Vec<u8> {
         });
     let step_count = 4000 + (user_hash.wrapping_add(day * 7919)) % 9000;
     let v = ((user_hash >> 16).wrapping_add(day * 104_729) % 1000) as f64;
-    let hr_samples: Vec<_> = (0..24)
-        .map(|h| json!({"timestamp": at(h), "bpm": 55 + (h * 3 + day as u32) % 40}))
+    let hr_samples: Vec<_> = (0..shape.hr_samples())
+        .map(|m| {
+            let at = format!("{date}T{:02}:{:02}:00.000000+01:00", m / 60, m % 60);
+            json!({"timestamp": at, "bpm": 48 + (m * 37 + day as u32) % 97})
+        })
         .collect();
     let step_samples: Vec<_> = (0..24)
         .map(|h| json!({"timestamp": at(h), "steps": (h * 137 + day as u32) % 900}))

@@ -16,11 +16,30 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::Ctx;
 use crate::stack::{self, HistogramDelta, MachineCpu, Scrape, Service};
-use crate::terra::{self, User};
+use crate::terra::{self, Shape, User};
 
 /// How long rows may lag the processor's "records done" counter before the round is
 /// called incomplete. Rows commit before offsets are stored, so any lag is a bug.
 const ROWS_GRACE: Duration = Duration::from_secs(5);
+
+/// What a round pre-fills: `messages` Terra dailies of one shape.
+#[derive(Debug, Clone, Copy)]
+pub struct Workload {
+    /// Summary-only or per-minute dailies.
+    pub shape: Shape,
+    /// Raw envelopes per round.
+    pub messages: usize,
+}
+
+impl Workload {
+    /// Short name, part of topic, group, user id and log file names.
+    fn tag(&self) -> &'static str {
+        match self.shape {
+            Shape::Summary => "r",
+            Shape::Series => "s",
+        }
+    }
+}
 
 /// One round's measurements.
 #[derive(Debug, Clone)]
@@ -99,14 +118,14 @@ struct Prefill {
     dedup_keys: Vec<String>,
 }
 
-/// Runs round `round` (1-based): prefill, processor, COPY, clean-up.
-pub async fn round(ctx: &Ctx, round: usize) -> anyhow::Result<Round> {
-    let tag = format!("{}.r{round}", ctx.run_id);
+/// Runs round `round` (1-based) of `work`: prefill, processor, COPY, clean-up.
+pub async fn round(ctx: &Ctx, work: Workload, round: usize) -> anyhow::Result<Round> {
+    let tag = format!("{}.{}{round}", ctx.run_id, work.tag());
     let raw = format!("bench.proc.raw.{tag}");
     let readings_topic = format!("{raw}.readings");
     let dlq = format!("{raw}.dlq");
     let group = format!("bench-proc-{tag}");
-    let prefix = format!("bench-proc-{}-r{round}-", ctx.run_id);
+    let prefix = format!("bench-proc-{}-{}{round}-", ctx.run_id, work.tag());
     let copy_prefix = format!("copy-{prefix}");
     let partitions = ctx.cfg.partitions;
     ctx.kafka
@@ -115,7 +134,7 @@ pub async fn round(ctx: &Ctx, round: usize) -> anyhow::Result<Round> {
     let topics = vec![raw.clone(), readings_topic.clone(), dlq.clone()];
 
     let result = async {
-        let prefill = prefill(ctx, &raw, &prefix).await?;
+        let prefill = prefill(ctx, work, &raw, &prefix).await?;
         let expected = prefill.copy_readings.len();
         let names = Names {
             raw: &raw,
@@ -124,7 +143,7 @@ pub async fn round(ctx: &Ctx, round: usize) -> anyhow::Result<Round> {
             group: &group,
             prefix: &prefix,
         };
-        let mut measured = drain(ctx, &names, expected as i64, round).await?;
+        let mut measured = drain(ctx, &names, work, expected as i64, round).await?;
         measured.records = prefill.records;
         measured.readings = expected;
         stack::delete_rows(ctx.sink.pool(), &[&prefix]).await?;
@@ -150,7 +169,7 @@ pub async fn round(ctx: &Ctx, round: usize) -> anyhow::Result<Round> {
 
 /// Builds N envelopes as the edge would, counts their readings with the processor's
 /// own normalizer, and appends them to `raw` through the registry.
-async fn prefill(ctx: &Ctx, raw: &str, prefix: &str) -> anyhow::Result<Prefill> {
+async fn prefill(ctx: &Ctx, work: Workload, raw: &str, prefix: &str) -> anyhow::Result<Prefill> {
     let cfg = &ctx.cfg;
     let users: Vec<User> = (0..cfg.users)
         .map(|u| User::new(format!("{prefix}u{u:04}")))
@@ -172,13 +191,14 @@ async fn prefill(ctx: &Ctx, raw: &str, prefix: &str) -> anyhow::Result<Prefill> 
         .context("creating the prefill producer")?;
 
     let now = Utc::now();
-    let mut copy_readings = Vec::with_capacity(cfg.messages * 10);
-    let mut dedup_keys = Vec::with_capacity(cfg.messages);
-    let mut deliveries = Vec::with_capacity(cfg.messages);
-    for i in 0..cfg.messages {
+    let per_message = 10 + work.shape.hr_samples() as usize;
+    let mut copy_readings = Vec::with_capacity(work.messages * per_message);
+    let mut dedup_keys = Vec::with_capacity(work.messages);
+    let mut deliveries = Vec::with_capacity(work.messages);
+    for i in 0..work.messages {
         let user = &users[i % users.len()];
         let day = (i / users.len()) as u64;
-        let body = terra::daily_body(user, day, &i.to_string());
+        let body = terra::daily_body(user, day, &i.to_string(), work.shape);
         let env = terra::envelope(
             body,
             now.timestamp(),
@@ -215,7 +235,7 @@ async fn prefill(ctx: &Ctx, raw: &str, prefix: &str) -> anyhow::Result<Prefill> 
             .map_err(|(e, _)| anyhow::anyhow!("prefill produce failed: {e}"))?;
     }
     Ok(Prefill {
-        records: cfg.messages,
+        records: work.messages,
         copy_readings,
         dedup_keys,
     })
@@ -233,10 +253,18 @@ struct Names<'a> {
 /// Starts one processor on the round's raw topic and times it until every record is
 /// done and all `expected` rows are visible. `records`, `readings` and the COPY fields
 /// are filled in by the caller.
-async fn drain(ctx: &Ctx, names: &Names<'_>, expected: i64, round: usize) -> anyhow::Result<Round> {
+async fn drain(
+    ctx: &Ctx,
+    names: &Names<'_>,
+    work: Workload,
+    expected: i64,
+    round: usize,
+) -> anyhow::Result<Round> {
     let cfg = &ctx.cfg;
-    let n = cfg.messages as f64;
-    let log = cfg.out.join(format!("processor-throughput-r{round}.log"));
+    let n = work.messages as f64;
+    let log = cfg
+        .out
+        .join(format!("processor-throughput-{}{round}.log", work.tag()));
     let mut proc = Service::start(
         &ctx.bin_dir,
         "processor",

@@ -3,21 +3,21 @@
 -- the batch size: one array per column.
 --
 -- $1..$4: the accepted documents that had a stored version (only they can have stale
--- rows). $5..$14: the readings of every accepted document, each naming its document; no
--- two with the same identity. $15: per reading, whether accept_versions.sql created its
--- document: no row can exist for it, so it is inserted without conflict handling and not
--- returned (the caller counts it as written). $16: per reading, its session's activity.
+-- rows). $5..$14: the readings of those documents, each naming its document; no two with
+-- the same identity. $15: per reading, its session's activity. Readings of documents
+-- accept_versions.sql created are not sent here: no row can exist for them, and the
+-- caller bulk-loads them with copy_readings.sql in the same transaction.
 --
--- Returns every other change made, for the changelog: upserted = true for an inserted or
+-- Returns every change made, for the changelog: upserted = true for an inserted or
 -- changed row, false for a row removed because the new version no longer has it.
 WITH new AS (
     SELECT *
     FROM UNNEST(
         $5::text[], $6::text[], $7::text[], $8::float8[], $9::text[],
         $10::timestamptz[], $11::timestamptz[], $12::text[], $13::text[], $14::int8[],
-        $15::bool[], $16::text[]
+        $15::text[]
     ) AS n (user_id, vendor, metric, value, unit, start_time, end_time,
-            source_record_id, source, ordering, created, activity)
+            source_record_id, source, ordering, activity)
 ),
 -- Stored rows the new versions no longer have. One index probe per document on the
 -- identity key's prefix: the LATERAL with OFFSET 0 keeps the planner from turning this
@@ -55,19 +55,6 @@ gone AS (
     RETURNING r.user_id, r.vendor, r.source_record_id, r.source, r.metric,
               r.start_time, r.end_time
 ),
--- A row that exists anyway (written around the processor) fails this insert with a
--- unique violation on readings_identity_key; the caller then runs the statement again
--- with no document marked created.
-put_created AS (
-    INSERT INTO readings (
-        user_id, vendor, metric, value, unit, start_time, end_time,
-        source_record_id, source, ordering, activity
-    )
-    SELECT user_id, vendor, metric, value, unit, start_time, end_time,
-           source_record_id, source, ordering, activity
-    FROM new
-    WHERE created
-),
 put AS (
     INSERT INTO readings AS r (
         user_id, vendor, metric, value, unit, start_time, end_time,
@@ -76,7 +63,6 @@ put AS (
     SELECT user_id, vendor, metric, value, unit, start_time, end_time,
            source_record_id, source, ordering, activity
     FROM new
-    WHERE NOT created
     ON CONFLICT ON CONSTRAINT readings_identity_key DO UPDATE
     SET value = EXCLUDED.value,
         unit = EXCLUDED.unit,
