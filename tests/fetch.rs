@@ -1110,7 +1110,7 @@ async fn whoop_v1_webhook_is_dead_lettered_with_its_reason_not_fetched() {
     assert_eq!(letters.len(), 1);
     assert_eq!(
         faultkit::header(&letters[0], "dlq.reason").as_deref(),
-        Some("unsupported_type")
+        Some("unsupported_version")
     );
     let detail = faultkit::header(&letters[0], "dlq.detail").unwrap_or_default();
     assert!(
@@ -1129,7 +1129,7 @@ async fn whoop_v1_webhook_is_dead_lettered_with_its_reason_not_fetched() {
     assert!(
         metric(
             &s.processor,
-            "processor_dlq_total{reason=\"unsupported_type\"}"
+            "processor_dlq_total{reason=\"unsupported_version\"}"
         )
         .await
             >= 1.0

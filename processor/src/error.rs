@@ -58,6 +58,8 @@ pub enum DlqReason {
     NotificationOnly,
     /// [`NormalizeError::UnsupportedType`].
     UnsupportedType,
+    /// [`NormalizeError::UnsupportedVersion`].
+    UnsupportedVersion,
     /// [`NormalizeError::MissingUserId`].
     MissingUserId,
     /// [`NormalizeError::InvalidTimestamp`].
@@ -76,7 +78,7 @@ pub enum DlqReason {
 
 impl DlqReason {
     /// Every reason, for label pre-registration and for parsing labels back.
-    pub const ALL: [DlqReason; 14] = [
+    pub const ALL: [DlqReason; 15] = [
         DlqReason::Undecodable,
         DlqReason::NotAnEnvelope,
         DlqReason::InvalidJson,
@@ -91,6 +93,7 @@ impl DlqReason {
         DlqReason::PayloadByReference,
         DlqReason::RejectedByDatabase,
         DlqReason::ParkRefused,
+        DlqReason::UnsupportedVersion,
     ];
 
     /// The bounded snake_case label.
@@ -103,6 +106,7 @@ impl DlqReason {
             DlqReason::UnknownVendor => "unknown_vendor",
             DlqReason::NotificationOnly => "notification_only",
             DlqReason::UnsupportedType => "unsupported_type",
+            DlqReason::UnsupportedVersion => "unsupported_version",
             DlqReason::MissingUserId => "missing_user_id",
             DlqReason::InvalidTimestamp => "invalid_timestamp",
             DlqReason::UnsupportedUnit => "unsupported_unit",
@@ -135,6 +139,7 @@ impl From<&NormalizeError> for DlqReason {
             NormalizeError::UnknownVendor(_) => DlqReason::UnknownVendor,
             NormalizeError::NotificationOnly(_) => DlqReason::NotificationOnly,
             NormalizeError::UnsupportedType { .. } => DlqReason::UnsupportedType,
+            NormalizeError::UnsupportedVersion { .. } => DlqReason::UnsupportedVersion,
             NormalizeError::MissingUserId(_) => DlqReason::MissingUserId,
             NormalizeError::InvalidTimestamp { .. } => DlqReason::InvalidTimestamp,
             NormalizeError::UnsupportedUnit { .. } => DlqReason::UnsupportedUnit,
@@ -275,6 +280,7 @@ mod tests {
                 "payload_by_reference",
                 "rejected_by_database",
                 "park_refused",
+                "unsupported_version",
             ]
         );
     }
@@ -291,6 +297,10 @@ mod tests {
             NormalizeError::UnsupportedType {
                 vendor: "oura",
                 kind: String::new(),
+            },
+            NormalizeError::UnsupportedVersion {
+                vendor: "whoop",
+                detail: String::new(),
             },
             NormalizeError::MissingUserId("user_id"),
             NormalizeError::InvalidTimestamp {

@@ -60,6 +60,16 @@ pub enum NormalizeError {
         /// The type as the vendor named it (clipped).
         kind: String,
     },
+    /// A webhook of an API version the vendor no longer serves, so nothing it names can
+    /// be fetched (WHOOP's v1 webhook model). The message says what the operator must
+    /// change at the vendor.
+    #[error("{vendor} {detail}")]
+    UnsupportedVersion {
+        /// Vendor route name.
+        vendor: &'static str,
+        /// What was sent and what to change (clipped).
+        detail: String,
+    },
     /// No user to attribute the data to.
     #[error("no user id: {0}")]
     MissingUserId(&'static str),
@@ -105,6 +115,7 @@ impl NormalizeError {
             NormalizeError::UnknownVendor(_) => "unknown_vendor",
             NormalizeError::NotificationOnly(_) => "notification_only",
             NormalizeError::UnsupportedType { .. } => "unsupported_type",
+            NormalizeError::UnsupportedVersion { .. } => "unsupported_version",
             NormalizeError::MissingUserId(_) => "missing_user_id",
             NormalizeError::InvalidTimestamp { .. } => "invalid_timestamp",
             NormalizeError::UnsupportedUnit { .. } => "unsupported_unit",
@@ -409,6 +420,10 @@ mod tests {
             NormalizeError::UnsupportedType {
                 vendor: "terra",
                 kind: String::new(),
+            },
+            NormalizeError::UnsupportedVersion {
+                vendor: "whoop",
+                detail: String::new(),
             },
             NormalizeError::MissingUserId(""),
             NormalizeError::InvalidTimestamp {

@@ -112,12 +112,13 @@ fn job(v: &Value) -> Result<Box<dyn Job>, NormalizeError> {
     })
 }
 
-/// The dead-letter for a v1-model webhook: its own `kind`, so the DLQ record and the
-/// processor's log say what happened and what the operator must change.
+/// The dead-letter for a v1-model webhook: a reason of its own (`unsupported_version`),
+/// so the DLQ record, its metric label and the processor's log say what happened and
+/// what the operator must change.
 fn v1_webhook(kind: &str, id: i64) -> NormalizeError {
-    NormalizeError::UnsupportedType {
+    NormalizeError::UnsupportedVersion {
         vendor: VENDOR,
-        kind: format!(
+        detail: format!(
             "v1 webhook {} with integer id {id}: the v2 API needs the UUID; set the app's \
              webhook model version to v2 in the WHOOP developer dashboard",
             kind.chars().take(32).collect::<String>()
@@ -310,7 +311,7 @@ mod tests {
                 let e = WhoopNotify
                     .prepare(body.to_string().as_bytes())
                     .expect_err(kind);
-                assert_eq!(e.reason(), "unsupported_type", "{kind}");
+                assert_eq!(e.reason(), "unsupported_version", "{kind}");
                 let msg = e.to_string();
                 assert!(msg.contains("v1 webhook") && msg.contains("10235"), "{msg}");
                 assert!(msg.contains("model version to v2"), "{msg}");
