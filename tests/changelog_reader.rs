@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use apache_avro::Schema;
 use apache_avro::types::Value;
@@ -111,4 +112,45 @@ pub fn fold(records: &[Record]) -> BTreeMap<Key, BTreeMap<String, Value>> {
         }
     }
     state
+}
+
+/// A changelog topic read from the beginning: every record decoded and kept, in the
+/// order read.
+pub struct Changelog {
+    consumer: rdkafka::consumer::StreamConsumer,
+    decoder: Decoder,
+    /// Every record read so far.
+    pub records: Vec<Record>,
+}
+
+impl Changelog {
+    /// A reader of `topic` from its first record.
+    pub fn new(topic: &str) -> Self {
+        Changelog {
+            consumer: bridge_tests::consumer(topic),
+            decoder: Decoder::default(),
+            records: Vec::new(),
+        }
+    }
+
+    /// Reads until nothing arrives for `quiet`; returns the records this call read.
+    pub async fn catch_up(&mut self, quiet: Duration) -> &[Record] {
+        let before = self.records.len();
+        for m in bridge_tests::drain(&self.consumer, quiet).await {
+            let r = self.decoder.record(&m).await;
+            self.records.push(r);
+        }
+        &self.records[before..]
+    }
+
+    /// The fold ([`fold`]) of every record of `user` read so far.
+    pub fn fold_user(&self, user: &str) -> BTreeMap<Key, BTreeMap<String, Value>> {
+        let mine: Vec<Record> = self
+            .records
+            .iter()
+            .filter(|r| r.key["user_id"] == user)
+            .cloned()
+            .collect();
+        fold(&mine)
+    }
 }

@@ -21,7 +21,7 @@ use warp::Filter;
 #[path = "changelog_reader.rs"]
 mod changelog_reader;
 
-use changelog_reader::{Decoder, Key, Record, show};
+use changelog_reader::{Changelog, Key, show};
 
 /// Rows as `(metric, source, start, end) → value`, for one user.
 type Rows = BTreeMap<(String, Option<String>, String, String), f64>;
@@ -59,77 +59,49 @@ async fn settle(pool: &PgPool, user: &str, what: &str, check: impl Fn(&Rows) -> 
     }
 }
 
-/// The whole changelog topic so far, decoded.
-struct Changelog {
-    consumer: rdkafka::consumer::StreamConsumer,
-    decoder: Decoder,
-    records: Vec<Record>,
+/// Quiet time after which the changelog is taken as caught up.
+const QUIET: Duration = Duration::from_secs(2);
+
+/// The fold of `user`'s changelog records, in the table's row shape.
+fn fold(log: &Changelog, user: &str) -> Rows {
+    log.fold_user(user)
+        .into_iter()
+        .map(|(k, v): (Key, _)| {
+            let source = Some(k["source"].clone()).filter(|s| s != "null");
+            let micros = |f: &str| {
+                let n: i64 = k[f].parse().unwrap();
+                chrono::DateTime::from_timestamp_micros(n)
+                    .unwrap()
+                    .format("%Y-%m-%dT%H:%M:%S")
+                    .to_string()
+            };
+            let value: f64 = show(&v["value"]).parse().unwrap();
+            (
+                (
+                    k["metric"].clone(),
+                    source,
+                    micros("start_time"),
+                    micros("end_time"),
+                ),
+                value,
+            )
+        })
+        .collect()
 }
 
-impl Changelog {
-    fn new(topic: &str) -> Self {
-        Changelog {
-            consumer: consumer(topic),
-            decoder: Decoder::default(),
-            records: Vec::new(),
+/// Asserts the fold of `user`'s records equals the table, waiting for late records.
+async fn equals_table(log: &mut Changelog, pool: &PgPool, user: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        log.catch_up(QUIET).await;
+        let (folded, rows) = (fold(log, user), table(pool, user).await);
+        if folded == rows {
+            return;
         }
-    }
-
-    /// Reads until nothing arrives for two seconds.
-    async fn catch_up(&mut self) {
-        for m in drain(&self.consumer, Duration::from_secs(2)).await {
-            let r = self.decoder.record(&m).await;
-            self.records.push(r);
-        }
-    }
-
-    /// The fold of every record of `user`, in the table's row shape.
-    fn fold(&self, user: &str) -> Rows {
-        let mine: Vec<Record> = self
-            .records
-            .iter()
-            .filter(|r| r.key["user_id"] == user)
-            .cloned()
-            .collect();
-        changelog_reader::fold(&mine)
-            .into_iter()
-            .map(|(k, v): (Key, _)| {
-                let source = Some(k["source"].clone()).filter(|s| s != "null");
-                let micros = |f: &str| {
-                    let n: i64 = k[f].parse().unwrap();
-                    chrono::DateTime::from_timestamp_micros(n)
-                        .unwrap()
-                        .format("%Y-%m-%dT%H:%M:%S")
-                        .to_string()
-                };
-                let value: f64 = show(&v["value"]).parse().unwrap();
-                (
-                    (
-                        k["metric"].clone(),
-                        source,
-                        micros("start_time"),
-                        micros("end_time"),
-                    ),
-                    value,
-                )
-            })
-            .collect()
-    }
-
-    /// Asserts the fold of `user`'s records equals the table, waiting for late records.
-    async fn equals_table(&mut self, pool: &PgPool, user: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            self.catch_up().await;
-            let (folded, rows) = (self.fold(user), table(pool, user).await);
-            if folded == rows {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{user}: changelog fold {folded:#?} != table {rows:#?}"
-            );
-        }
+        assert!(
+            Instant::now() < deadline,
+            "{user}: changelog fold {folded:#?} != table {rows:#?}"
+        );
     }
 }
 
@@ -232,7 +204,7 @@ async fn terra_revisions_devices_and_implausible_values() {
         rows.keys().all(|k| k.3 == "2025-03-02T05:30:00"),
         "the new interval only"
     );
-    log.equals_table(&pool, &user).await;
+    equals_table(&mut log, &pool, &user).await;
 
     // The older revision arriving last changes nothing, and publishes nothing.
     let before = log.records.len();
@@ -252,7 +224,7 @@ async fn terra_revisions_devices_and_implausible_values() {
     let marker = format!("{user}-m");
     post_terra(&edge, &terra_daily(&marker, "GARMIN", 1), 1).await;
     settle(&pool, &marker, "marker", |r| !r.is_empty()).await;
-    log.catch_up().await;
+    log.catch_up(QUIET).await;
     assert_eq!(table(&pool, &user).await, rows, "stale revision ignored");
     assert!(
         log.records[before..]
@@ -288,7 +260,7 @@ async fn terra_revisions_devices_and_implausible_values() {
         let line = format!("processor_implausible_total{{vendor=\"terra\",metric=\"{metric}\"}} 1");
         assert!(text.lines().any(|l| l == line), "{line} in {text}");
     }
-    log.equals_table(&pool, &user).await;
+    equals_table(&mut log, &pool, &user).await;
 
     // Two devices of one user, one day: both kept, whatever order the copies come in.
     let alice = unique("alice");
@@ -323,7 +295,7 @@ async fn terra_revisions_devices_and_implausible_values() {
     settle(&pool, &marker, "marker", |r| !r.is_empty()).await;
     let rows = table(&pool, &alice).await;
     assert!(want(&rows), "stable across re-deliveries: {rows:#?}");
-    log.equals_table(&pool, &alice).await;
+    equals_table(&mut log, &pool, &alice).await;
 }
 
 #[tokio::test]
@@ -399,9 +371,8 @@ async fn a_growing_health_auto_export_sleep_session_is_one_set() {
     assert_eq!(value_of(&rows, "sleep_deep"), [10_800.0]);
     // The hypnogram: Core (light, 2) then Deep (3), one row per segment.
     assert_eq!(value_of(&rows, "sleep_stage"), [2.0, 3.0]);
-    log.catch_up().await;
-    let folded: Rows = log
-        .fold(user)
+    log.catch_up(QUIET).await;
+    let folded: Rows = fold(&log, user)
         .into_iter()
         .filter(|(k, _)| k.1.as_deref() == Some(device.as_str()))
         .collect();
@@ -533,12 +504,12 @@ async fn a_refetched_oura_day_with_another_offset_is_one_set_and_deletes_remove(
         rows.keys().all(|k| k.2 == "2025-03-02T05:00:00"),
         "the day at -05:00"
     );
-    log.equals_table(&pool, &user).await;
+    equals_table(&mut log, &pool, &user).await;
 
     // A delete removes the document's rows, and the changelog says so with tombstones.
     post_oura(&edge, "delete", "daily_activity", "act-2025-03-02", &vuid).await;
     settle(&pool, &user, "deleted", Rows::is_empty).await;
-    log.equals_table(&pool, &user).await;
+    equals_table(&mut log, &pool, &user).await;
     assert!(
         log.records
             .iter()
@@ -594,7 +565,7 @@ async fn a_refetched_oura_day_with_another_offset_is_one_set_and_deletes_remove(
         value_of(r, "step_count") == [4321.0]
     })
     .await;
-    log.equals_table(&pool, &late).await;
+    equals_table(&mut log, &pool, &late).await;
     account(&[
         "unlink-account",
         "--vendor",

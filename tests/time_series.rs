@@ -17,7 +17,7 @@ use sqlx::PgPool;
 #[path = "changelog_reader.rs"]
 mod changelog_reader;
 
-use changelog_reader::{Decoder, Key, Record, show};
+use changelog_reader::{Changelog, Key, Record, show};
 
 /// Rows as `(metric, start, end) → value` (UTC, seconds), for one user.
 type Rows = BTreeMap<(String, String, String), f64>;
@@ -187,53 +187,26 @@ async fn processed(processor: &ProcessorProc, n: f64) {
     }
 }
 
-/// The changelog topic, read from the beginning.
-struct Changelog {
-    consumer: rdkafka::consumer::StreamConsumer,
-    decoder: Decoder,
-    records: Vec<Record>,
+/// Reads the changelog until it is quiet for three seconds; returns the records of
+/// `user` this call read.
+async fn caught_up(log: &mut Changelog, user: &str) -> Vec<Record> {
+    log.catch_up(Duration::from_secs(3))
+        .await
+        .iter()
+        .filter(|r| r.key["user_id"] == user)
+        .cloned()
+        .collect()
 }
 
-impl Changelog {
-    fn new(topic: &str) -> Self {
-        Changelog {
-            consumer: consumer(topic),
-            decoder: Decoder::default(),
-            records: Vec::new(),
-        }
-    }
-
-    /// Reads until nothing arrives for three seconds; returns the records of `user`
-    /// read by this call.
-    async fn catch_up(&mut self, user: &str) -> Vec<Record> {
-        let before = self.records.len();
-        for m in drain(&self.consumer, Duration::from_secs(3)).await {
-            let r = self.decoder.record(&m).await;
-            self.records.push(r);
-        }
-        self.records[before..]
-            .iter()
-            .filter(|r| r.key["user_id"] == user)
-            .cloned()
-            .collect()
-    }
-
-    /// The fold of every record of `user` so far, in the table's row shape.
-    fn fold(&self, user: &str) -> Rows {
-        let mine: Vec<Record> = self
-            .records
-            .iter()
-            .filter(|r| r.key["user_id"] == user)
-            .cloned()
-            .collect();
-        changelog_reader::fold(&mine)
-            .into_iter()
-            .map(|(k, v): (Key, _)| {
-                let value: f64 = show(&v["value"]).parse().unwrap();
-                (row_key(&k), value)
-            })
-            .collect()
-    }
+/// The fold of every record of `user` so far, in the table's row shape.
+fn fold(log: &Changelog, user: &str) -> Rows {
+    log.fold_user(user)
+        .into_iter()
+        .map(|(k, v): (Key, _)| {
+            let value: f64 = show(&v["value"]).parse().unwrap();
+            (row_key(&k), value)
+        })
+        .collect()
 }
 
 /// A changelog key as `(metric, start, end)`.
@@ -263,12 +236,12 @@ async fn a_day_of_minute_heart_rate_is_one_set_once_across_redeliveries_and_revi
     let first_id = post(&edge, &bytes, 1_000).await;
     processed(&processor, 1.0).await;
     assert_eq!(table(&pool, &user).await, want, "first delivery");
-    let records = log.catch_up(&user).await;
+    let records = caught_up(&mut log, &user).await;
     assert_eq!(records.len(), want.len(), "one changelog record per row");
     assert!(records.iter().all(|r| r.value.is_some()), "no tombstones");
     let keys: BTreeSet<_> = records.iter().map(|r| row_key(&r.key)).collect();
     assert_eq!(keys.len(), records.len(), "each row published once");
-    assert_eq!(log.fold(&user), want, "changelog fold = table");
+    assert_eq!(fold(&log, &user), want, "changelog fold = table");
 
     // The same bytes again (a duplicate delivery): the Redis filter skips it.
     let hits = metric(&processor.url, "processor_dedup_hits_total").await;
@@ -297,7 +270,7 @@ async fn a_day_of_minute_heart_rate_is_one_set_once_across_redeliveries_and_revi
         want,
         "re-deliveries leave the set"
     );
-    let records = log.catch_up(&user).await;
+    let records = caught_up(&mut log, &user).await;
     assert!(
         records.is_empty(),
         "identical re-deliveries publish nothing, got {} records",
@@ -337,7 +310,7 @@ async fn a_day_of_minute_heart_rate_is_one_set_once_across_redeliveries_and_revi
         want,
         "the revision replaced the set"
     );
-    let records = log.catch_up(&user).await;
+    let records = caught_up(&mut log, &user).await;
     let tombstones: BTreeSet<_> = records
         .iter()
         .filter(|r| r.value.is_none())
@@ -354,7 +327,7 @@ async fn a_day_of_minute_heart_rate_is_one_set_once_across_redeliveries_and_revi
         "every changed row published: missing {:?}",
         changed.difference(&upserts).collect::<Vec<_>>()
     );
-    assert_eq!(log.fold(&user), want, "changelog fold = table");
+    assert_eq!(fold(&log, &user), want, "changelog fold = table");
 
     // The first version arriving late (lower ordering) changes and publishes nothing.
     // Both of its serializations were seen (marked in Redis): one more, so it reaches
@@ -368,7 +341,7 @@ async fn a_day_of_minute_heart_rate_is_one_set_once_across_redeliveries_and_revi
         "an older version is refused"
     );
     assert!(
-        log.catch_up(&user).await.is_empty(),
+        caught_up(&mut log, &user).await.is_empty(),
         "a refused version publishes nothing"
     );
 }
