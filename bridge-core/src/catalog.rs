@@ -573,14 +573,6 @@ mod tests {
                     assert!(!["score", "stage"].contains(&spec.unit), "{}", spec.name)
                 }
             }
-            // Sessions and states are intervals by construction; a level or amount is not.
-            if spec.unit == "s" && spec.kind != Kind::Session {
-                assert!(
-                    matches!(spec.kind, Kind::Interval | Kind::Instant),
-                    "{}",
-                    spec.name
-                );
-            }
         }
     }
 

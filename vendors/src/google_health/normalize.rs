@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::VENDOR;
 use crate::normalize::NormalizeError;
 use crate::normalize::activity::by_words;
+use crate::normalize::seconds_between;
 
 fn bad(msg: impl Into<String>) -> NormalizeError {
     NormalizeError::UnsupportedShape(msg.into())
@@ -210,7 +211,7 @@ pub fn readings(t: &DataType, points: &[Value], user_id: &str) -> Result<Vec<Rea
             activity,
         };
         if t.name == SLEEP {
-            out.push(reading(Metric::SleepSession, (end - start).num_milliseconds() as f64 / 1000.0, start, end));
+            out.push(reading(Metric::SleepSession, seconds_between(start, end), start, end));
             out.extend(stage_intervals(body)?.into_iter().map(|(stage, from, to)| {
                 reading(Metric::SleepStage, stage.code(), from, to)
             }));

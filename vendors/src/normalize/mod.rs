@@ -627,10 +627,7 @@ pub(super) mod fixture_tests {
     }
 
     fn expected_row(vendor: &str, e: &ExpectedReading) -> Result<Row, String> {
-        let metric = Metric::ALL
-            .into_iter()
-            .find(|m| m.as_str() == e.metric)
-            .ok_or_else(|| format!("unknown metric {:?}", e.metric))?;
+        let metric: Metric = e.metric.parse().map_err(|err| format!("{err}"))?;
         if e.unit != metric.unit() {
             return Err(format!(
                 "{}: unit {:?}, canonical is {:?}",

@@ -25,8 +25,7 @@ fn known(id: i64) -> Option<Activity> {
         23 | 63 | 73 | 104 => StrengthTraining, // gym, kettlebell, circuit training, calisthenics
         29 => Climbing,
         30 | 110 => Snowboarding, // splitboarding
-        32 | 69 | 76 => CrossTraining, // fitness class, aerobics, cheerleading
-        54 => CrossTraining, // Crossfit
+        32 | 54 | 69 | 76 => CrossTraining, // fitness class, Crossfit, aerobics, cheerleading
         33 | 67 => Soccer, // futsal
         34 => Tennis,
         35 => Basketball,
